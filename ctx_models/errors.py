@@ -1,0 +1,61 @@
+"""The exceptions ctx_models raises.
+
+Every failure a caller can cause derives from :class:`CtxModelsError`, so
+``except CtxModelsError`` is enough to catch them all. Each message says what
+was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CtxModelsError",
+    "ConfigError",
+    "DatabaseError",
+    "NotADatabaseError",
+    "SchemaVersionError",
+    "ValidationError",
+    "VectorError",
+    "DimensionMismatchError",
+    "QuerySyntaxError",
+    "CorruptValueError",
+]
+
+
+class CtxModelsError(Exception):
+    """Base class of every error ctx_models raises on purpose."""
+
+
+class ConfigError(CtxModelsError):
+    """A configuration file is missing, unreadable or lacks ``[db] path``."""
+
+
+class DatabaseError(CtxModelsError):
+    """The database file cannot be opened, read or written."""
+
+
+class NotADatabaseError(DatabaseError):
+    """The path names something that is not a usable SQLite database."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The database was written by a newer ctx_models; it is left untouched."""
+
+
+class ValidationError(CtxModelsError, ValueError):
+    """A value passed to the API is not acceptable; nothing was written."""
+
+
+class VectorError(ValidationError):
+    """A vector is empty, not 1-D, not numeric, or holds NaN or infinity."""
+
+
+class DimensionMismatchError(VectorError):
+    """A vector's length differs from the length already used for its model."""
+
+
+class QuerySyntaxError(ValidationError):
+    """A raw FTS5 query (``raw=True``) is not valid FTS5 syntax."""
+
+
+class CorruptValueError(CtxModelsError):
+    """A value stored by another program cannot be decoded (bad BLOB, bad cursor)."""

@@ -1,0 +1,232 @@
+"""Peewee fields for the contract's encodings.
+
+Each field validates on the way in, so a bad value raises before any SQL is
+sent, and decodes on the way out, so a bad stored value (written by another
+program) raises a clear error instead of turning into garbage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from peewee import BlobField, IntegerField, TextField
+
+from .errors import CorruptValueError, ValidationError, VectorError
+
+__all__ = [
+    "EpochField",
+    "VectorField",
+    "JSONObjectField",
+    "IntegerTextField",
+    "to_epoch",
+    "from_epoch",
+    "encode_vector",
+    "decode_vector",
+]
+
+UTC = dt.timezone.utc
+# 9999-12-31T23:59:59Z: the last second an ISO 8601 datetime can spell.
+MAX_EPOCH = 253_402_300_799
+VECTOR_DTYPE = np.dtype("<f4")
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def to_epoch(value: Any, what: str = "timestamp") -> int:
+    """Convert an aware datetime or integer epoch seconds to epoch seconds.
+
+    Naive datetimes are refused: guessing their zone silently shifts data.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(f"{what}: expected epoch seconds or a datetime, got a bool")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"{what}: naive datetime {value.isoformat()} has no time zone; "
+                "pass an aware datetime such as datetime.now(timezone.utc), or epoch seconds"
+            )
+        seconds = math.floor(value.timestamp())
+    elif isinstance(value, numbers.Integral):
+        seconds = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    else:
+        raise ValidationError(
+            f"{what}: expected epoch seconds (int) or an aware datetime, "
+            f"got {type(value).__name__} {value!r:.60}"
+        )
+    if not 0 <= seconds <= MAX_EPOCH:
+        raise ValidationError(
+            f"{what}: {seconds} is outside 1970-01-01 .. 9999-12-31 (epoch seconds 0 .. {MAX_EPOCH})"
+        )
+    return seconds
+
+
+def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
+    """Turn stored epoch seconds into an aware UTC datetime."""
+    try:
+        return dt.datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise CorruptValueError(
+            f"{what}: stored value {value!r:.60} is not epoch seconds a datetime can hold; "
+            "run `ctx-models check` to find such rows"
+        ) from exc
+
+
+class EpochField(IntegerField):
+    """INTEGER epoch seconds in SQL, timezone-aware UTC ``datetime`` in Python."""
+
+    def db_value(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        return to_epoch(value, self.column_name or "timestamp")
+
+    def python_value(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return from_epoch(value, self.column_name or "timestamp")
+
+
+def encode_vector(value: Any, what: str = "vector") -> bytes:
+    """Validate a 1-D numeric vector and pack it as little-endian float32 bytes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Already packed: check it decodes to a valid vector, then keep it as is.
+        return validate_vector(decode_vector(bytes(value), what), what).astype(VECTOR_DTYPE).tobytes()
+    if isinstance(value, str):
+        raise VectorError(f"{what}: expected a sequence of numbers or a numpy array, got a string")
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise VectorError(f"{what}: cannot be read as a 1-D array of numbers ({exc})") from exc
+    return validate_vector(array, what).astype(VECTOR_DTYPE).tobytes()
+
+
+def validate_vector(array: np.ndarray, what: str = "vector") -> np.ndarray:
+    """Return ``array`` as float32 if it is a non-empty, finite, 1-D numeric vector."""
+    if array.dtype.kind not in "iuf":
+        raise VectorError(
+            f"{what}: expected numbers, got values of type {array.dtype} "
+            "(strings, booleans, objects and complex numbers are refused)"
+        )
+    if array.ndim != 1:
+        raise VectorError(f"{what}: expected a 1-D vector, got shape {array.shape}")
+    if array.size == 0:
+        raise VectorError(f"{what}: the vector is empty; an embedding needs at least one value")
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_f32 = array.astype(np.float32)
+    if not np.isfinite(as_f32).all():
+        bad = int(np.flatnonzero(~np.isfinite(as_f32))[0])
+        raise VectorError(
+            f"{what}: value at index {bad} is {array[bad]!r}, which is NaN, infinite "
+            "or too large for float32; embeddings must be finite"
+        )
+    return as_f32
+
+
+def decode_vector(blob: bytes, what: str = "vector") -> np.ndarray:
+    """Unpack a little-endian float32 BLOB into a writable float32 array."""
+    if len(blob) == 0 or len(blob) % 4:
+        raise CorruptValueError(
+            f"{what}: stored BLOB is {len(blob)} bytes, not a positive multiple of 4, "
+            "so it is not a float32 vector; run `ctx-models check --repair` to remove it"
+        )
+    return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
+
+
+class VectorField(BlobField):
+    """A 1-D float32 vector stored as a little-endian BLOB of 4 × dims bytes, no header."""
+
+    def db_value(self, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        return encode_vector(value, self.column_name or "vector")
+
+    def python_value(self, value: Any) -> np.ndarray | None:
+        if value is None:
+            return None
+        return decode_vector(bytes(value), self.column_name or "vector")
+
+
+def dump_json_object(value: Any, what: str = "metadata") -> str:
+    """Serialise a mapping (or JSON object text) to compact JSON text, or refuse it."""
+    if isinstance(value, str):
+        parsed = load_json(value, what, error=ValidationError)
+        if not isinstance(parsed, dict):
+            raise ValidationError(
+                f"{what}: JSON text must be an object ({{...}}), got {type(parsed).__name__}"
+            )
+        return value
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"{what}: expected a dict (a JSON object), got {type(value).__name__}"
+        )
+    return dump_json(dict(value), what)
+
+
+def dump_json(value: Any, what: str) -> str:
+    """JSON text for any JSON-serialisable value, or a ValidationError saying why not."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(
+            f"{what}: not JSON-serialisable ({exc}); use only dicts, lists, strings, "
+            "finite numbers, booleans and None"
+        ) from exc
+
+
+def load_json(text: str, what: str, error: type[Exception] = CorruptValueError) -> Any:
+    """Parse JSON text, raising ``error`` with a clear message when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{what}: not valid JSON ({exc})") from exc
+
+
+class JSONObjectField(TextField):
+    """A JSON object stored as TEXT; a ``dict`` in Python."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return dump_json_object(value, self.column_name or "json")
+
+    def python_value(self, value: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        parsed = load_json(value, self.column_name or "json")
+        if not isinstance(parsed, dict):
+            raise CorruptValueError(
+                f"{self.column_name}: stored JSON is a {type(parsed).__name__}, not an object"
+            )
+        return parsed
+
+
+class IntegerTextField(TextField):
+    """An integer kept as its decimal text (the contract's checkpoint cursor)."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValidationError(
+                f"{self.column_name}: expected an integer, got {type(value).__name__} {value!r:.60}"
+            )
+        return str(int(value))
+
+    def python_value(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else str(value)
+        # The same grammar as Rust's i64 parsing, which the ctx tool uses to read it back.
+        if _INTEGER_TEXT.fullmatch(text) and -(2**63) <= int(text) < 2**63:
+            return int(text)
+        raise CorruptValueError(
+            f"{self.column_name}: stored value {value!r:.60} is not a 64-bit integer; "
+            "it was written by another program, set it again with set_checkpoint()"
+        )

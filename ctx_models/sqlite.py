@@ -1,0 +1,177 @@
+"""Opening a SQLite database the way the contract asks (SQLite-only code).
+
+Everything here is specific to SQLite: the file checks, the pragmas and the
+translation of ``sqlite3`` errors. A PostgreSQL backend would sit beside this
+module with its own ``connect``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import peewee
+from peewee import SqliteDatabase
+
+from .errors import DatabaseError, NotADatabaseError, SchemaVersionError
+from .models import bind
+
+__all__ = [
+    "connect",
+    "check_database_file",
+    "read_user_version",
+    "translate_errors",
+    "DEFAULT_BUSY_TIMEOUT",
+    "SQLITE_HEADER",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a writer waits for another writer before giving up.
+DEFAULT_BUSY_TIMEOUT = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Order matters: the busy timeout (set by sqlite3.connect) is already active when
+# journal_mode=wal needs its brief exclusive lock, so concurrent openers wait.
+PRAGMAS = (
+    ("journal_mode", "wal"),
+    ("foreign_keys", 1),
+    ("synchronous", "normal"),
+)
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse paths that are not, or cannot become, a SQLite database file.
+
+    Runs before SQLite opens the file, so nothing is changed on a bad path.
+    """
+    if path.is_dir():
+        raise NotADatabaseError(
+            f"{path} is a directory; pass the path of a database file, e.g. {path / 'ctx.sqlite'}"
+        )
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    if not header:
+        return  # An empty file is a valid, empty SQLite database.
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise NotADatabaseError(
+            f"{path} is not a SQLite database (its first bytes are not the SQLite header); "
+            "pass the path of a ctx database, or a new path to create one"
+        )
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, page_count = struct.unpack(">II", header[24:32])
+    valid_for = struct.unpack(">I", header[92:96])[0]
+    if valid_for == change_counter and page_count * page_size > path.stat().st_size:
+        raise NotADatabaseError(
+            f"{path} is truncated: its header says {page_count * page_size} bytes, the file has "
+            f"{path.stat().st_size}; restore it from a backup"
+        )
+
+
+def read_user_version(path: Path, timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:
+    """Read ``PRAGMA user_version`` without changing the file (0 for a new file)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        with translate_errors(path):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return int(version)
+    finally:
+        conn.close()
+
+
+@contextmanager
+def translate_errors(path: Any, action: str = "open") -> Iterator[None]:
+    """Turn ``sqlite3``/peewee errors about the file itself into our exceptions."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
+        message = str(exc)
+        lowered = message.lower()
+        if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+            raise NotADatabaseError(
+                f"{path} is corrupt or not a SQLite database ({message}); "
+                "restore it from a backup or run `ctx-models check` on a copy"
+            ) from exc
+        if "readonly" in lowered or "read-only" in lowered:
+            raise DatabaseError(
+                f"cannot write to {path}: the file or its directory is read-only; "
+                "fix the permissions or use another path"
+            ) from exc
+        if "unable to open" in lowered:
+            raise DatabaseError(
+                f"cannot {action} {path}: SQLite could not open it; check the directory "
+                "exists and is writable"
+            ) from exc
+        if "locked" in lowered or "busy" in lowered:
+            raise DatabaseError(
+                f"{path} stayed locked by another process past the busy timeout; retry, "
+                "or raise `timeout` in connect()"
+            ) from exc
+        raise DatabaseError(f"cannot {action} {path}: {message}") from exc
+
+
+def connect(
+    path: str | os.PathLike[str],
+    *,
+    bind_models: bool = True,
+    timeout: float = DEFAULT_BUSY_TIMEOUT,
+    check_version: bool = True,
+) -> SqliteDatabase:
+    """Open (creating if needed) the database at ``path`` with the contract's settings.
+
+    WAL journal, foreign keys on, ``synchronous=NORMAL`` and a busy timeout of
+    ``timeout`` seconds. Creates the parent directory. With ``bind_models`` (the
+    default) every model uses the returned database. A database written by a
+    newer ctx_models is refused before anything in it is touched.
+    """
+    from .schema import SCHEMA_VERSION  # late import: schema imports this module
+
+    raw = os.fspath(path)
+    if raw == ":memory:":
+        db = SqliteDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
+    else:
+        file_path = Path(raw).expanduser()
+        check_database_file(file_path)
+        if check_version:
+            version = read_user_version(file_path, timeout)
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{file_path} has schema version {version}, newer than this ctx_models "
+                    f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
+                )
+        try:
+            file_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"cannot create directory {file_path.parent}: {exc.strerror}; "
+                "choose a writable location with --db or CTX_MODELS_DB"
+            ) from exc
+        db = SqliteDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+    with translate_errors(raw):
+        db.connect(reuse_if_open=True)
+        mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+    if raw != ":memory:" and str(mode).lower() != "wal":
+        db.close()
+        raise DatabaseError(
+            f"{raw}: SQLite refused WAL mode (journal_mode is {mode}); the file system may "
+            "not support shared memory (network drives); use a local path"
+        )
+    log.debug("opened %s (journal_mode=%s, busy timeout %.1fs)", raw, mode, timeout)
+    if bind_models:
+        bind(db)
+    return db
