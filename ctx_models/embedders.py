@@ -72,35 +72,40 @@ class HashingEmbedder:
             raise ValidationError(f"dims must be a positive integer, got {dims!r}")
         self.dims = dims
         self.model = f"hashing-v1-{dims}"
-        self._buckets: dict[str, int] = {}
+        self._buckets = _BucketTable(dims)
 
     def __repr__(self) -> str:
         return f"HashingEmbedder(dims={self.dims})"
 
-    def _bucket(self, token: str) -> int:
-        """Signed bucket: ``index + 1`` for +1, ``-(index + 1)`` for -1."""
-        bucket = self._buckets.get(token)
-        if bucket is None:
-            value = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-            bucket = (value % self.dims) + 1
-            bucket = bucket if value >> 63 else -bucket
-            if len(self._buckets) < 1_000_000:
-                self._buckets[token] = bucket
-        return bucket
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows: list[int] = []
-        buckets: list[int] = []
-        for row, text in enumerate(texts):
-            tokens = TOKEN_PATTERN.findall(text.lower())
-            buckets.extend(map(self._bucket, tokens))
-            rows.extend([row] * len(tokens))
-        signed = np.asarray(buckets, dtype=np.int64)
-        flat = np.asarray(rows, dtype=np.int64) * self.dims + np.abs(signed) - 1
-        counts = np.bincount(
-            flat, weights=np.sign(signed).astype(np.float64), minlength=len(texts) * self.dims
+        tokens_per_text = [TOKEN_PATTERN.findall(text.lower()) for text in texts]
+        counts = np.fromiter((len(t) for t in tokens_per_text), dtype=np.int64, count=len(texts))
+        # A dict lookup per token, done by map() in C; unseen tokens go through __missing__.
+        signed = np.fromiter(
+            map(self._buckets.__getitem__, (t for tokens in tokens_per_text for t in tokens)),
+            dtype=np.int64,
+            count=int(counts.sum()),
         )
-        matrix = counts.reshape(len(texts), self.dims).astype(np.float32)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        flat = rows * self.dims + np.abs(signed) - 1
+        matrix = np.bincount(flat, weights=np.sign(signed).astype(np.float64), minlength=len(texts) * self.dims)
+        matrix = matrix.reshape(len(texts), self.dims).astype(np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.divide(matrix, norms, out=matrix, where=norms > 0)
         return matrix
+
+
+class _BucketTable(dict):  # type: ignore[type-arg]
+    """token -> signed bucket: ``index + 1`` for +1, ``-(index + 1)`` for -1, chosen by BLAKE2b."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def __missing__(self, token: str) -> int:
+        value = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+        bucket = (value % self.dims) + 1
+        bucket = bucket if value >> 63 else -bucket
+        if len(self) < 1_000_000:  # bound memory on unbounded vocabularies
+            self[token] = bucket
+        return bucket

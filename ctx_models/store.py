@@ -21,8 +21,10 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -479,6 +481,68 @@ def _vector_matrix(vectors: Any, count: int, what: str = "vectors") -> np.ndarra
     return np.stack(arrays).astype(np.float32)
 
 
+@dataclass
+class _Batch:
+    """Documents decided and chunked (and embedded) outside the write lock, ready to commit."""
+
+    docs: list[_PendingDocument]
+    with_chunks: bool
+    embedder: Embedder | None
+    max_tokens: int
+    now: int
+
+
+def _prepare_batch(
+    db: Database,
+    docs: list[_PendingDocument],
+    *,
+    with_chunks: bool,
+    embedder: Embedder | None,
+    max_tokens: int,
+) -> _Batch:
+    """Decide against the stored rows, then chunk and embed what changed; writes nothing."""
+    docs = list({doc.key: doc for doc in docs}.values())  # a later duplicate of a key wins
+    now = _now()
+    stored = _stored_rows(db, [d.key for d in docs])
+    for doc in docs:
+        _decide(doc, stored.get(doc.key), now)
+    if with_chunks:
+        _prepare_chunks([d for d in docs if d.status in ("created", "updated")], embedder, max_tokens)
+    return _Batch(docs, with_chunks, embedder, max_tokens, now)
+
+
+def _commit_batch(db: Database, batch: _Batch) -> list[IngestResult]:
+    """Write a prepared batch in one IMMEDIATE transaction, deciding again under the lock."""
+    docs, embedder = batch.docs, batch.embedder
+    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+        # Another writer may have changed these rows since the batch was prepared.
+        stored = _stored_rows(db, [d.key for d in docs])
+        for doc in docs:
+            _decide(doc, stored.get(doc.key), batch.now)
+        changed = [d for d in docs if d.status in ("created", "updated")]
+        if batch.with_chunks:
+            _prepare_chunks(changed, embedder, batch.max_tokens)
+            if embedder is not None:
+                _check_dims(db, embedder.model, embedder.dims)
+        _DOCUMENT_UPSERT.execute(db, (d.row() for d in docs if d.status != "unchanged"))
+        results = {d.key: IngestResult(d.id, d.source, d.source_id, d.status) for d in docs}
+        if batch.with_chunks:
+            _delete_children(db, [d.id for d in changed if d.status == "updated"], deleting_documents=False)
+            written = _insert_chunks(db, [(d.id, d.chunks or [""], None) for d in changed])
+            embedded = 0
+            if embedder is not None and changed:
+                matrix = np.concatenate([d.vectors for d in changed])  # type: ignore[misc]
+                embedded = _write_vectors(
+                    db, embedder.model, [(c, d, h) for c, d, _, h in written], matrix, batch.now
+                )
+            for d in changed:
+                count = len(d.chunks or [""])
+                results[d.key] = IngestResult(
+                    d.id, d.source, d.source_id, d.status, count, count if embedded else 0
+                )
+    return list(results.values())
+
+
 def _write_documents(
     db: Database,
     docs: list[_PendingDocument],
@@ -487,44 +551,9 @@ def _write_documents(
     embedder: Embedder | None,
     max_tokens: int,
 ) -> list[IngestResult]:
-    """Decide, then write, a batch of documents in one IMMEDIATE transaction."""
-    by_key = {doc.key: doc for doc in docs}  # a later duplicate of a key wins
-    docs = list(by_key.values())
-    now = _now()
-    # Prepare outside the write lock: chunking and embedding can be slow.
-    stored = _stored_rows(db, list(by_key))
-    for doc in docs:
-        _decide(doc, stored.get(doc.key), now)
-    if with_chunks:
-        _prepare_chunks([d for d in docs if d.status in ("created", "updated")], embedder, max_tokens)
-
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
-        # Decide again under the lock: another writer may have changed these rows.
-        stored = _stored_rows(db, list(by_key))
-        for doc in docs:
-            _decide(doc, stored.get(doc.key), now)
-        changed = [d for d in docs if d.status in ("created", "updated")]
-        if with_chunks:
-            _prepare_chunks(changed, embedder, max_tokens)
-            if embedder is not None:
-                _check_dims(db, embedder.model, embedder.dims)
-        _DOCUMENT_UPSERT.execute(db, (d.row() for d in docs if d.status != "unchanged"))
-        results = {d.key: IngestResult(d.id, d.source, d.source_id, d.status) for d in docs}
-        if with_chunks:
-            _delete_children(db, [d.id for d in changed if d.status == "updated"], deleting_documents=False)
-            written = _insert_chunks(db, [(d.id, d.chunks or [""], None) for d in changed])
-            embedded = 0
-            if embedder is not None and changed:
-                matrix = np.concatenate([d.vectors for d in changed])  # type: ignore[misc]
-                embedded = _write_vectors(
-                    db, embedder.model, [(c, d, h) for c, d, _, h in written], matrix, now
-                )
-            for d in changed:
-                count = len(d.chunks or [""])
-                results[d.key] = IngestResult(
-                    d.id, d.source, d.source_id, d.status, count, count if embedded else 0
-                )
-    return list(results.values())
+    """Prepare and commit one batch, in this thread."""
+    batch = _prepare_batch(db, docs, with_chunks=with_chunks, embedder=embedder, max_tokens=max_tokens)
+    return _commit_batch(db, batch)
 
 
 def _prepare_chunks(docs: Sequence[_PendingDocument], embedder: Embedder | None, max_tokens: int) -> None:
@@ -636,24 +665,67 @@ def ingest_many(
     """:func:`ingest` for a stream of items (mappings of ingest's arguments), committed in batches.
 
     Each batch of ``batch_size`` documents is one transaction; ``on_commit`` is
-    called with a batch's results after it commits. An invalid item raises
-    before its batch is written (earlier batches stay committed). Set
-    ``progress`` for a tqdm progress bar on stderr.
+    called with a batch's results after it commits. While one batch is being
+    written, a worker thread chunks and embeds the next (SQLite releases the
+    GIL while it works). An invalid item raises before its batch is written;
+    earlier batches stay committed. Set ``progress`` for a tqdm bar on stderr.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValidationError(f"max_tokens must be a positive integer, got {max_tokens!r}")
     db = bound_database()
     summary = IngestSummary()
     total = len(items) if isinstance(items, Sequence) else None
-    with _progress(progress, total, "documents") as bar:
-        batch: list[_PendingDocument] = []
-        for item in items:
-            batch.append(_pending_from_item(item))
-            if len(batch) >= batch_size:
-                _flush(db, batch, embedder, max_tokens, summary, on_commit, bar)
-                batch = []
-        if batch:
-            _flush(db, batch, embedder, max_tokens, summary, on_commit, bar)
+    options = {"with_chunks": True, "embedder": embedder, "max_tokens": max_tokens}
+    # An in-memory database is private to its connection, so a worker thread
+    # (with a connection of its own) would see an empty one: prepare inline.
+    in_memory = str(db.database).startswith((":memory:", "file::memory:")) or "mode=memory" in str(db.database)
+    worker = None if in_memory else ThreadPoolExecutor(1, thread_name_prefix="ctx_models-prepare")
+
+    def prepare(docs: list[_PendingDocument]) -> Future[_Batch]:
+        if worker is None:
+            done: Future[_Batch] = Future()
+            done.set_result(_prepare_batch(db, docs, **options))  # type: ignore[arg-type]
+            return done
+        return worker.submit(_prepare_in_worker, db, docs, options)
+
+    def commit(prepared: Future[_Batch]) -> None:
+        batch = prepared.result()
+        results = _commit_batch(db, batch)
+        for result in results:
+            summary.add(result)
+        if on_commit is not None:
+            on_commit(results)
+        bar.update(len(batch.docs))
+
+    in_flight: Future[_Batch] | None = None
+    try:
+        with _progress(progress, total, "documents") as bar:
+            docs: list[_PendingDocument] = []
+            for item in items:
+                docs.append(_pending_from_item(item))
+                if len(docs) >= batch_size:
+                    next_batch, docs = prepare(docs), []
+                    if in_flight is not None:
+                        commit(in_flight)
+                    in_flight = next_batch
+            if in_flight is not None:
+                commit(in_flight)
+                in_flight = None
+            if docs:
+                commit(prepare(docs))
+    finally:
+        if in_flight is not None and not in_flight.cancel():
+            # Stopped early (a bad item, an interrupt): keep the batch already
+            # prepared before the failure, as a caller would expect.
+            if sys.exc_info()[0] is not None and in_flight.exception() is None and not isinstance(
+                sys.exc_info()[1], KeyboardInterrupt
+            ):
+                commit(in_flight)
+        if worker is not None:
+            worker.submit(db.close).result()  # the worker's own connection
+            worker.shutdown()
     log.info(
         "ingested %d documents: %d created, %d updated, %d unchanged, %d chunks written",
         summary.documents, summary.created, summary.updated, summary.unchanged, summary.chunks,
@@ -661,13 +733,8 @@ def ingest_many(
     return summary
 
 
-def _flush(db, batch, embedder, max_tokens, summary, on_commit, bar) -> None:  # type: ignore[no-untyped-def]
-    results = _write_documents(db, batch, with_chunks=True, embedder=embedder, max_tokens=max_tokens)
-    for result in results:
-        summary.add(result)
-    if on_commit is not None:
-        on_commit(results)
-    bar.update(len(batch))
+def _prepare_in_worker(db: Database, docs: list[_PendingDocument], options: dict[str, Any]) -> _Batch:
+    return _prepare_batch(db, docs, **options)
 
 
 class _NoProgress:
