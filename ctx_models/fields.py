@@ -180,10 +180,14 @@ def dump_json(value: Any, what: str) -> str:
         ) from exc
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (SQLite's json functions reject it)")
+
+
 def load_json(text: str, what: str, error: type[Exception] = CorruptValueError) -> Any:
-    """Parse JSON text, raising ``error`` with a clear message when it is not JSON."""
+    """Parse strict JSON text (no NaN or Infinity), raising ``error`` when it is not JSON."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise error(f"{what}: not valid JSON ({exc})") from exc
 
@@ -216,6 +220,10 @@ class IntegerTextField(TextField):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValidationError(
                 f"{self.column_name}: expected an integer, got {type(value).__name__} {value!r:.60}"
+            )
+        if not -(2**63) <= int(value) < 2**63:
+            raise ValidationError(
+                f"{self.column_name}: {value} does not fit in 64 bits, so the ctx tool could not read it"
             )
         return str(int(value))
 

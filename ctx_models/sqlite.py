@@ -76,7 +76,10 @@ def check_database_file(path: Path) -> None:
     page_size = 65536 if page_size == 1 else page_size
     change_counter, page_count = struct.unpack(">II", header[24:32])
     valid_for = struct.unpack(">I", header[92:96])[0]
-    if valid_for == change_counter and page_count * page_size > path.stat().st_size:
+    # Only a file at rest can be judged by its header: while a WAL file exists, a
+    # checkpoint in another process may have written page 1 before the pages it adds.
+    at_rest = not Path(f"{path}-wal").exists()
+    if at_rest and valid_for == change_counter and page_count * page_size > path.stat().st_size:
         raise NotADatabaseError(
             f"{path} is truncated: its header says {page_count * page_size} bytes, the file has "
             f"{path.stat().st_size}; restore it from a backup"

@@ -324,19 +324,29 @@ def _decide(doc: _PendingDocument, stored: tuple | None, now: int) -> None:
         same = dedup_hash(doc.source, doc.source_id, updated_at, doc.body) == stored_dedup
         doc.final_updated_at = updated_at if same else max(now, updated_at)
     doc.dedup = dedup_hash(doc.source, doc.source_id, doc.final_updated_at, doc.body)
+    stored_url, stored_title, stored_author, stored_type, stored_metadata, stored_raw = compared
     if doc.dedup != stored_dedup:
         doc.status = "updated"
-    elif doc.final_updated_at != updated_at or tuple(compared) != (
+    elif (stored_url, stored_title, stored_author, stored_type, stored_raw) != (
         doc.source_url,
         doc.title,
         doc.author,
         doc.content_type,
-        doc.metadata_json,
         doc.raw_json,
-    ):
+    ) or not _same_json(stored_metadata, doc.metadata_json):
         doc.status = "metadata"
     else:
         doc.status = "unchanged"
+
+
+def _same_json(stored: Any, new: str) -> bool:
+    """Equal as JSON values: another program may space or order its JSON text differently."""
+    if stored == new:
+        return True
+    try:
+        return bool(json.loads(stored) == json.loads(new))
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 # --------------------------------------------------------------------------- results
@@ -492,6 +502,43 @@ class _Batch:
     now: int
 
 
+def _decide_batch(
+    db: Database, docs: list[_PendingDocument], now: int, *, with_chunks: bool, max_tokens: int
+) -> None:
+    """Decide every document against the stored rows.
+
+    With chunks, a document whose content is unchanged is still rewritten when
+    its stored chunks are not the chunking of its body (say, after
+    ``upsert_document`` alone changed the body): chunks always follow the body.
+    """
+    stored = _stored_rows(db, [d.key for d in docs])
+    for doc in docs:
+        _decide(doc, stored.get(doc.key), now)
+    if not with_chunks:
+        return
+    kept = [d for d in docs if d.status in ("unchanged", "metadata")]
+    hashes = _stored_chunk_hashes(db, [d.id for d in kept])
+    for doc in kept:
+        if doc.chunks is None:
+            doc.chunks = chunk_text(doc.body, max_tokens)
+        if hashes.get(doc.id, []) != [chunk_hash(text) for text in doc.chunks]:
+            doc.status = "updated"
+
+
+def _stored_chunk_hashes(db: Database, document_ids: Sequence[str]) -> dict[str, list[str]]:
+    """document id -> its chunks' hashes in chunk_index order."""
+    found: dict[str, list[str]] = {}
+    for batch in _batches(list(document_ids)):
+        query = (
+            Chunk.select(Chunk.document, Chunk.hash)
+            .where(Chunk.document.in_(batch))
+            .order_by(Chunk.document, Chunk.chunk_index)
+        )
+        for document_id, digest in db.execute_sql(*query.sql()):
+            found.setdefault(document_id, []).append(digest)
+    return found
+
+
 def _prepare_batch(
     db: Database,
     docs: list[_PendingDocument],
@@ -503,9 +550,7 @@ def _prepare_batch(
     """Decide against the stored rows, then chunk and embed what changed; writes nothing."""
     docs = list({doc.key: doc for doc in docs}.values())  # a later duplicate of a key wins
     now = _now()
-    stored = _stored_rows(db, [d.key for d in docs])
-    for doc in docs:
-        _decide(doc, stored.get(doc.key), now)
+    _decide_batch(db, docs, now, with_chunks=with_chunks, max_tokens=max_tokens)
     if with_chunks:
         _prepare_chunks([d for d in docs if d.status in ("created", "updated")], embedder, max_tokens)
     return _Batch(docs, with_chunks, embedder, max_tokens, now)
@@ -516,9 +561,7 @@ def _commit_batch(db: Database, batch: _Batch) -> list[IngestResult]:
     docs, embedder = batch.docs, batch.embedder
     with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
         # Another writer may have changed these rows since the batch was prepared.
-        stored = _stored_rows(db, [d.key for d in docs])
-        for doc in docs:
-            _decide(doc, stored.get(doc.key), batch.now)
+        _decide_batch(db, docs, batch.now, with_chunks=batch.with_chunks, max_tokens=batch.max_tokens)
         changed = [d for d in docs if d.status in ("created", "updated")]
         if batch.with_chunks:
             _prepare_chunks(changed, embedder, batch.max_tokens)
@@ -700,29 +743,36 @@ def ingest_many(
         bar.update(len(batch.docs))
 
     in_flight: Future[_Batch] | None = None
+    iterator = iter(items)
     try:
         with _progress(progress, total, "documents") as bar:
             docs: list[_PendingDocument] = []
-            for item in items:
-                docs.append(_pending_from_item(item))
-                if len(docs) >= batch_size:
-                    next_batch, docs = prepare(docs), []
+            while True:
+                try:
+                    item = next(iterator, _END)
+                    if item is _END:
+                        break
+                    docs.append(_pending_from_item(item))
+                except Exception:
+                    # A bad item (or a failing source of items): the batch prepared
+                    # before it is whole and valid, so it is committed first.
                     if in_flight is not None:
-                        commit(in_flight)
-                    in_flight = next_batch
-            if in_flight is not None:
-                commit(in_flight)
-                in_flight = None
+                        current, in_flight = in_flight, None
+                        commit(current)
+                    raise
+                if len(docs) >= batch_size:
+                    upcoming, docs = prepare(docs), []
+                    current, in_flight = in_flight, upcoming
+                    if current is not None:
+                        commit(current)
+            current, in_flight = in_flight, None
+            if current is not None:
+                commit(current)
             if docs:
                 commit(prepare(docs))
     finally:
-        if in_flight is not None and not in_flight.cancel():
-            # Stopped early (a bad item, an interrupt): keep the batch already
-            # prepared before the failure, as a caller would expect.
-            if sys.exc_info()[0] is not None and in_flight.exception() is None and not isinstance(
-                sys.exc_info()[1], KeyboardInterrupt
-            ):
-                commit(in_flight)
+        if in_flight is not None:
+            in_flight.cancel()
         if worker is not None:
             worker.submit(db.close).result()  # the worker's own connection
             worker.shutdown()
@@ -731,6 +781,9 @@ def ingest_many(
         summary.documents, summary.created, summary.updated, summary.unchanged, summary.chunks,
     )
     return summary
+
+
+_END = object()
 
 
 def _prepare_in_worker(db: Database, docs: list[_PendingDocument], options: dict[str, Any]) -> _Batch:
@@ -952,7 +1005,9 @@ def set_checkpoint(source: str, cursor: int) -> None:
     """Store ``cursor`` (an integer, e.g. the newest ``updated_at`` synced) for ``source``."""
     db = bound_database()
     _text(source, "source", empty=False)
-    Checkpoint.cursor.db_value(cursor)  # validates before anything is sent
+    if cursor is None:
+        raise ValidationError("cursor must be an integer, got None")
+    Checkpoint.cursor.db_value(cursor)  # validates type and range before anything is sent
     with translate_errors(db.database, "write"):
         Checkpoint.insert(source=source, cursor=cursor, updated_at=_now()).on_conflict(
             conflict_target=[Checkpoint.source],

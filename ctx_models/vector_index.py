@@ -10,8 +10,9 @@ The index is rebuilt when the data may have changed. The test runs inside
 the caller's read transaction: ``PRAGMA data_version`` changes when another
 connection (or process) commits, and ``total_changes`` when this connection
 writes, so neither kind of change can go unnoticed, and the index always
-matches the snapshot the caller reads. (SQLite-specific: a PostgreSQL
-backend would need its own change signal.)
+matches the snapshot the caller reads. Both counters belong to one
+connection, so each connection (in peewee: each thread) has its own index.
+(SQLite-specific: a PostgreSQL backend would need its own change signal.)
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ __all__ = ["VectorIndex", "index_for"]
 
 log = logging.getLogger(__name__)
 
-_BUILD_SQL = """
-SELECT cv.rowid, cv.document_id, e.model, cv.embedding
-FROM chunk_vectors AS cv LEFT JOIN embeddings AS e ON e.chunk_id = cv.chunk_id
-"""
+# Vectors in table (rowid) order. Document ids come from a scan of the small
+# document index instead, and models only when a model filter asks for them:
+# joining per row would cost more than reading the vectors.
+_VECTORS_SQL = "SELECT rowid, embedding FROM chunk_vectors"
+_VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
+# One row per document (a covering scan of idx_chunk_vectors_document_id), not per vector.
+_VECTOR_DOCUMENTS_SQL = "SELECT document_id, group_concat(rowid) FROM chunk_vectors GROUP BY document_id"
+_VECTOR_MODELS_SQL = (
+    "SELECT cv.rowid, e.model FROM chunk_vectors AS cv JOIN embeddings AS e ON e.chunk_id = cv.chunk_id"
+)
 _DOCUMENTS_SQL = "SELECT id, source, updated_at FROM documents"
 
 
@@ -47,11 +54,12 @@ class _Group:
     rowids: np.ndarray  # chunk_vectors.rowid, int64
     sources: np.ndarray  # source code per row, int32 (-1: document missing)
     updated: np.ndarray  # documents.updated_at per row, int64
-    models: np.ndarray  # model code per row, int32 (-1: no embeddings row)
+    models: np.ndarray | None = None  # model code per row, int32 (-1: none); made on first use
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.matrix, self.rowids, self.sources, self.updated, self.models))
+        arrays = (self.matrix, self.rowids, self.sources, self.updated, self.models)
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 class VectorIndex:
@@ -62,6 +70,7 @@ class VectorIndex:
         self._source_codes: dict[str, int] = {}
         self._model_codes: dict[str, int] = {}
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) when built
+        self._conn: sqlite3.Connection | None = None
         self.builds = 0
 
     # ------------------------------------------------------------------ freshness
@@ -89,42 +98,99 @@ class VectorIndex:
     # ------------------------------------------------------------------ building
 
     def _build(self, conn: sqlite3.Connection) -> None:
-        doc_source: dict[str, int] = {}
-        doc_updated: dict[str, int] = {}
+        # Per document: its source (as a small code) and updated_at.
+        doc_index: dict[str, int] = {}
         sources: dict[str, int] = {}
+        doc_sources: list[int] = []
+        doc_updated: list[int] = []
         for doc_id, source, updated_at in conn.execute(_DOCUMENTS_SQL):
-            doc_source[doc_id] = sources.setdefault(source, len(sources))
-            doc_updated[doc_id] = updated_at if isinstance(updated_at, int) else 0
-        models: dict[str, int] = {}
-        by_length: dict[int, list[tuple[int, str, Any, bytes]]] = {}
-        for row in conn.execute(_BUILD_SQL):
-            blob = row[3]
-            by_length.setdefault(len(blob), []).append(row)
+            doc_index[doc_id] = len(doc_sources)
+            doc_sources.append(sources.setdefault(source, len(sources)))
+            doc_updated.append(updated_at if isinstance(updated_at, int) else 0)
+        doc_sources.append(-1)  # the slot for vectors whose document is missing
+        doc_updated.append(0)
+        missing = len(doc_sources) - 1
+
+        source_array = np.asarray(doc_sources, dtype=np.int32)
+        updated_array = np.asarray(doc_updated, dtype=np.int64)
+        # rowid -> document slot.
+        documents, rowid_lists = [], []
+        for doc_id, rowid_list in conn.execute(_VECTOR_DOCUMENTS_SQL):
+            documents.append(doc_index.get(doc_id, missing))
+            rowid_lists.append(rowid_list)
+        counts = [text.count(",") + 1 for text in rowid_lists]
+        slot_rowids = np.asarray(",".join(rowid_lists).split(",") if rowid_lists else [], dtype=np.int64)
+        slot_of = np.repeat(np.asarray(documents, dtype=np.int64), counts)
+        order = np.argsort(slot_rowids)
+        slot_rowids, slot_of = slot_rowids[order], slot_of[order]
+
         groups: dict[int, _Group] = {}
-        for length, rows in by_length.items():
+        for length, (rowids, matrix) in self._read_vectors(conn).items():
             if length == 0 or length % 4:
                 raise CorruptValueError(
-                    f"{len(rows)} vector BLOB(s) are {length} bytes, not a positive multiple of 4; "
+                    f"{len(rowids)} vector BLOB(s) are {length} bytes, not a positive multiple of 4; "
                     "run `ctx-models check --repair`"
                 )
-            dims = length // 4
-            raw = np.frombuffer(b"".join([r[3] for r in rows]), dtype="<f4").reshape(len(rows), dims)
-            norms = np.linalg.norm(raw, axis=1, keepdims=True)
-            matrix = np.divide(raw, norms, out=np.zeros(raw.shape, dtype=np.float32), where=norms > 0)
-            del raw
-            groups[dims] = _Group(
-                matrix=matrix,
-                rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                sources=np.fromiter((doc_source.get(r[1], -1) for r in rows), np.int32, len(rows)),
-                updated=np.fromiter((doc_updated.get(r[1], 0) for r in rows), np.int64, len(rows)),
-                models=np.fromiter(
-                    (models.setdefault(r[2], len(models)) if r[2] is not None else -1 for r in rows),
-                    np.int32,
-                    len(rows),
-                ),
+            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+            matrix *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+            slots = slot_of[np.searchsorted(slot_rowids, rowids)]
+            groups[length // 4] = _Group(
+                matrix=matrix, rowids=rowids, sources=source_array[slots], updated=updated_array[slots]
             )
-        self._groups, self._source_codes, self._model_codes = groups, sources, models
+        self._groups, self._source_codes, self._model_codes = groups, sources, {}
+        self._conn = conn
         log.debug("vector index built: %s", {d: len(g.rowids) for d, g in groups.items()})
+
+    @staticmethod
+    def _read_vectors(conn: sqlite3.Connection) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """BLOB length -> (rowids, float32 matrix), each BLOB copied once into its row.
+
+        Rows stream into one buffer sized from ``count(*)``; no list of BLOBs is kept.
+        BLOBs of another length than the first (several models) go to groups of their own.
+        """
+        total = conn.execute(_VECTOR_COUNT_SQL).fetchone()[0]
+        length = 0
+        buffer = bytearray()
+        rowids = np.empty(total, dtype=np.int64)
+        filled = 0
+        others: dict[int, tuple[list[int], list[bytes]]] = {}
+        for rowid, blob in conn.execute(_VECTORS_SQL):
+            size = len(blob)
+            if not filled and not length:
+                length = size
+                buffer = bytearray(total * size)
+                view = memoryview(buffer)
+            if size == length:
+                view[filled * size : (filled + 1) * size] = blob
+                rowids[filled] = rowid
+                filled += 1
+            else:
+                other_rowids, other_blobs = others.setdefault(size, ([], []))
+                other_rowids.append(rowid)
+                other_blobs.append(blob)
+        groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if filled:
+            usable = (filled * length) // 4 * 4
+            matrix = np.frombuffer(buffer, dtype="<f4", count=usable // 4) if length % 4 == 0 else np.empty(0)
+            groups[length] = (rowids[:filled], matrix.reshape(filled, length // 4) if length % 4 == 0 else matrix)
+        for size, (other_rowids, other_blobs) in others.items():
+            matrix = np.frombuffer(bytearray().join(other_blobs), dtype="<f4") if size % 4 == 0 else np.empty(0)
+            groups[size] = (np.asarray(other_rowids, dtype=np.int64), matrix.reshape(len(other_rowids), size // 4) if size % 4 == 0 else matrix)
+        return groups
+
+    def _models_of(self, group: _Group) -> np.ndarray:
+        """Model code per row of ``group``, read on first use (in the snapshot the index was built from)."""
+        if group.models is None:
+            position: dict[int, tuple[_Group, int]] = {}
+            for each in self._groups.values():
+                each.models = np.full(len(each.rowids), -1, dtype=np.int32)
+                position.update((rowid, (each, i)) for i, rowid in enumerate(each.rowids.tolist()))
+            assert self._conn is not None
+            for rowid, model in self._conn.execute(_VECTOR_MODELS_SQL):
+                hit = position.get(rowid)
+                if hit is not None:
+                    hit[0].models[hit[1]] = self._model_codes.setdefault(model, len(self._model_codes))  # type: ignore[index]
+        return group.models  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ querying
 
@@ -184,8 +250,9 @@ class VectorIndex:
             recent = group.updated >= since
             mask = recent if mask is None else mask & recent
         if model is not None:
+            models = self._models_of(group)
             code = self._model_codes.get(model)
-            of_model = group.models == (code if code is not None else -2)
+            of_model = models == (code if code is not None else -2)
             mask = of_model if mask is None else mask & of_model
         return mask
 

@@ -57,23 +57,33 @@ def _probabilities(size: int, exponent: float = 1.07) -> np.ndarray:
 
 
 def synthetic_documents(
-    count: int, *, seed: int = 0, chunks_per_doc: int = 10, vocabulary_size: int = 20_000
+    count: int,
+    *,
+    seed: int = 0,
+    chunks_per_doc: int = 10,
+    vocabulary_size: int = 20_000,
+    paragraph_bytes: int = PARAGRAPH_BYTES,
 ) -> Iterator[dict]:
-    """Yield ``count`` ingest items (mappings for ``store.ingest_many``), the same for the same seed."""
+    """Yield ``count`` ingest items (mappings for ``store.ingest_many``), the same for the same seed.
+
+    Paragraphs are a little over ``paragraph_bytes``; chunking with ``max_tokens``
+    below ``paragraph_bytes / 2`` tokens (the default 700 with the default size)
+    gives one chunk per paragraph.
+    """
     words = vocabulary(vocabulary_size)
     lengths = np.array([len(w.encode()) + 1 for w in words], dtype=np.int64)
     probabilities = _probabilities(len(words))
     rng = np.random.default_rng(seed)
-    # Enough draws that a paragraph almost surely passes PARAGRAPH_BYTES; redraw if not.
-    per_paragraph = int(1.5 * PARAGRAPH_BYTES / float(probabilities @ lengths)) + 32
+    # Enough draws that a paragraph almost surely passes paragraph_bytes; redraw if not.
+    per_paragraph = int(1.5 * paragraph_bytes / float(probabilities @ lengths)) + 32
     for start in range(0, count, 100):
         block = min(100, count - start)
         while True:
             draws = rng.choice(len(words), size=(block, chunks_per_doc, per_paragraph), p=probabilities)
-            reach = np.cumsum(lengths[draws], axis=2) > PARAGRAPH_BYTES
+            reach = np.cumsum(lengths[draws], axis=2) > paragraph_bytes
             if reach[..., -1].all():
                 break
-        # Each paragraph ends with the first word that takes it past PARAGRAPH_BYTES.
+        # Each paragraph ends with the first word that takes it past paragraph_bytes.
         cuts = np.argmax(reach, axis=2) + 1
         for offset in range(block):
             number = start + offset

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Speed of ctx_models against a baseline measured in the same run; prints ratios, writes JSON.
+
+    python scripts/bench.py ingest [--docs 10000]
+    python scripts/bench.py search [--large]
+
+``ingest``: 10,000 synthetic documents x 10 chunks through ``store.ingest_many``,
+first without vectors, then with 384-dim vectors; the floor loads the same
+rows with the standard library's ``sqlite3.executemany`` into a fresh database
+with the same schema and settings.
+
+``search``: corpora of 5,000 and 100,000 chunks x 384 dims (and 1,000,000 with
+``--large``): vector search warm against a bare ``matrix @ q`` + ``argpartition``,
+against a per-query scan done the ``ctx`` tool's way, and cold; keyword search
+against the same SQL through bare ``sqlite3``; hybrid search p50; the memory
+of the vector index against the raw matrix.
+
+Goals are printed beside the numbers. Nothing here is asserted by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import synthetic
+
+import ctx_models
+from ctx_models import search, store
+from ctx_models.chunking import chunk_text
+from ctx_models.embedders import HashingEmbedder
+from ctx_models.hashing import chunk_hash, dedup_hash
+from ctx_models.sqlite import PRAGMAS
+from ctx_models.vector_index import index_for
+
+ROOT = Path(__file__).resolve().parent.parent
+DIMS = 384
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fresh(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """A bare sqlite3 connection with the same settings ctx_models uses."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    for name, value in PRAGMAS:
+        conn.execute(f"PRAGMA {name} = {value}")
+    return conn
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples), "n": len(samples)}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def verdict(value: float, goal: float, lower_is_better: bool = True) -> str:
+    met = value <= goal if lower_is_better else value >= goal
+    return "met" if met else "NOT met"
+
+
+def write_results(name: str, data: dict) -> Path:
+    out = ROOT / "bench-results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    data["machine"] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+                       "cpus": os.cpu_count(), "platform": platform.platform()}
+    out.write_text(json.dumps(data, indent=2))
+    return out
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class LookupEmbedder:
+    """Returns precomputed vectors, so the benchmark times the store, not an embedding model."""
+
+    model = "bench-random-384"
+    dims = DIMS
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts])
+
+
+def floor_rows(items: list[dict], with_vectors: dict[str, np.ndarray] | None) -> list[dict[str, list[tuple]]]:
+    """Every row the floor inserts, prepared before the clock starts, in batches of 500 documents."""
+    batches = []
+    for start in range(0, len(items), 500):
+        docs, chunks, fts, embeddings, vectors = [], [], [], [], []
+        for item in items[start : start + 500]:
+            doc_id = str(uuid.uuid4())
+            body = item["body"]
+            docs.append((doc_id, item["source"], item["source_id"], None, item["title"], None,
+                         item["created_at"], item["updated_at"], "text/plain", body,
+                         json.dumps(item["metadata"]), None,
+                         dedup_hash(item["source"], item["source_id"], item["updated_at"], body)))
+            for index, text in enumerate(chunk_text(body)):
+                chunk_id = str(uuid.uuid4())
+                digest = chunk_hash(text)
+                chunks.append((chunk_id, doc_id, index, text, digest))
+                fts.append((chunk_id, doc_id, text))
+                if with_vectors is not None:
+                    embeddings.append((chunk_id, LookupEmbedder.model, DIMS, 0, digest))
+                    vectors.append((chunk_id, doc_id, with_vectors[text].astype("<f4").tobytes()))
+        batches.append({"docs": docs, "chunks": chunks, "fts": fts, "embeddings": embeddings, "vectors": vectors})
+    return batches
+
+
+def load_floor(path: Path, batches: list[dict[str, list[tuple]]]) -> float:
+    conn = raw_connection(fresh(path))
+    schema_db = ctx_models.connect(path, bind_models=False)
+    ctx_models.run_migrations(schema_db)
+    schema_db.close()
+    started = time.perf_counter()
+    for batch in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", batch["docs"])
+        conn.executemany("INSERT INTO chunks (id, document_id, chunk_index, text, hash) VALUES (?,?,?,?,?)", batch["chunks"])
+        conn.executemany("INSERT INTO chunks_fts (chunk_id, document_id, text) VALUES (?,?,?)", batch["fts"])
+        if batch["vectors"]:
+            conn.executemany("INSERT INTO embeddings VALUES (?,?,?,?,?)", batch["embeddings"])
+            conn.executemany("INSERT INTO chunk_vectors VALUES (?,?,?)", batch["vectors"])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def load_ours(path: Path, items: list[dict], embedder: LookupEmbedder | None) -> float:
+    db = ctx_models.connect(fresh(path))
+    ctx_models.run_migrations(db)
+    started = time.perf_counter()
+    summary_ = store.ingest_many(items, embedder=embedder, batch_size=500)
+    elapsed = time.perf_counter() - started
+    assert summary_.created == len(items)
+    db.close()
+    return elapsed
+
+
+def bench_ingest(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir)
+    print(f"generating {args.docs} documents x 10 chunks ...", flush=True)
+    items = list(synthetic.synthetic_documents(args.docs, seed=7))
+    texts = {text for item in items for text in chunk_text(item["body"])}
+    chunks = sum(len(chunk_text(item["body"])) for item in items)
+    rng = np.random.default_rng(7)
+    vectors = {text: rng.standard_normal(DIMS).astype(np.float32) for text in sorted(texts)}
+    results: dict[str, dict] = {"documents": len(items), "chunks": chunks}
+    print(f"{'load':<22}{'ours (chunks/s)':>18}{'floor (chunks/s)':>18}{'ratio':>8}   goal <= 1.50")
+    for label, with_vectors in (("chunks + FTS", None), ("chunks + FTS + vectors", vectors)):
+        batches = floor_rows(items, with_vectors)
+        floor_s, ours_s = [], []
+        for _ in range(args.repeat):  # alternate, so drift in the machine hits both
+            floor_s.append(load_floor(workdir / "ingest-floor.sqlite", batches))
+            gc.collect()
+            ours_s.append(load_ours(workdir / "ingest-ours.sqlite", items, LookupEmbedder(vectors) if with_vectors else None))
+            gc.collect()
+        floor_t, ours_t = statistics.median(floor_s), statistics.median(ours_s)
+        ratio = ours_t / floor_t
+        print(f"{label:<22}{chunks / ours_t:>18,.0f}{chunks / floor_t:>18,.0f}{ratio:>8.2f}   {verdict(ratio, 1.5)}", flush=True)
+        results[label] = {"ours_seconds": ours_s, "floor_seconds": floor_s, "ours_chunks_per_s": chunks / ours_t,
+                          "floor_chunks_per_s": chunks / floor_t, "ratio": ratio, "goal": 1.5}
+        del batches
+    print(f"results: {write_results('ingest', results)}")
+
+
+# --------------------------------------------------------------------------- search
+
+
+CORPORA = {5_000: 500, 100_000: 10_000, 1_000_000: 100_000}  # chunks -> documents
+
+
+def build_corpus(workdir: Path, chunks: int) -> Path:
+    """A database of ``chunks`` synthetic chunks with hashing-embedder vectors (reused when present)."""
+    path = workdir / f"search-{chunks}.sqlite"
+    marker = path.with_suffix(".done")
+    if path.exists() and marker.exists():
+        return path
+    docs = CORPORA[chunks]
+    print(f"building the {chunks:,}-chunk corpus ({docs:,} documents) ...", flush=True)
+    # The 1M corpus uses short chunks (about 300 bytes) to keep the file to a few GB.
+    large = chunks >= 1_000_000
+    db = ctx_models.connect(fresh(path))
+    ctx_models.run_migrations(db)
+    store.ingest_many(
+        synthetic.synthetic_documents(docs, seed=11, paragraph_bytes=300 if large else synthetic.PARAGRAPH_BYTES),
+        embedder=HashingEmbedder(DIMS),
+        max_tokens=100 if large else 700,
+        progress=True,
+    )
+    db.close()
+    marker.write_text("ok")
+    return path
+
+
+def bare_keyword(conn: sqlite3.Connection, sql: str, params: list) -> list:
+    return conn.execute(sql, params).fetchall()
+
+
+def ctx_way_vector_search(conn: sqlite3.Connection, query: np.ndarray, k: int) -> list:
+    """What the ctx tool does per query: read every vector with its chunk, decode, score, sort all."""
+    rows = conn.execute(
+        "SELECT cv.chunk_id, cv.document_id, cv.embedding, COALESCE(substr(c.text, 1, 240), '') "
+        "FROM chunk_vectors cv JOIN chunks c ON c.id = cv.chunk_id"
+    ).fetchall()
+    q_norm = float(np.linalg.norm(query))
+    scored = []
+    for chunk_id, document_id, blob, snippet in rows:
+        vector = np.frombuffer(blob, dtype="<f4")
+        denominator = float(np.linalg.norm(vector)) * q_norm
+        score = float(vector @ query) / denominator if denominator else 0.0
+        scored.append((score, chunk_id, document_id, snippet))
+    scored.sort(key=lambda row: row[0], reverse=True)
+    return scored[:k]
+
+
+def cold_search(path: Path, repeat: int) -> list[float]:
+    """First vector search after opening the database, each in a new process."""
+    code = (
+        "import sys, time, numpy as np, ctx_models\n"
+        "from ctx_models import search\n"
+        "from ctx_models.embedders import HashingEmbedder\n"
+        "q = HashingEmbedder(384).embed(['replica failover latency'])[0]\n"
+        "t = time.perf_counter(); db = ctx_models.connect(sys.argv[1], create=False)\n"
+        "search.vector_search(q, limit=80)\n"
+        "print((time.perf_counter() - t) * 1000)\n"
+    )
+    samples = []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+        samples.append(float(out.stdout.strip()))
+    return samples
+
+
+def bench_corpus(path: Path, chunks: int, rounds: int) -> dict:
+    embedder = HashingEmbedder(DIMS)
+    queries = synthetic.sample_queries(50, seed=3)
+    query_vectors = embedder.embed(queries)
+    db = ctx_models.connect(path, create=False)
+    result: dict = {"chunks": chunks}
+
+    # Vector search, warm: ours against a bare matmul + argpartition on the same matrix.
+    search.vector_search(query_vectors[0], limit=80)  # builds the index
+    index = index_for(db, db.connection())
+    matrix = index._groups[DIMS].matrix
+    ours, floor = [], []
+    for _ in range(rounds):
+        for q in query_vectors:
+            floor += timed(lambda: np.argpartition(-(matrix @ q), 80)[:80], 1)
+            ours += timed(lambda: search.vector_search(q, limit=80), 1)
+    assert index.builds == 1, "the index was rebuilt during warm queries"
+    result["vector_warm"] = {"ours_ms": summary(ours), "floor_ms": summary(floor),
+                             "ratio": statistics.median(ours) / statistics.median(floor), "goal": 1.25}
+
+    # The ctx tool's way: every BLOB read, decoded and scored per query.
+    bare = raw_connection(path)
+    scan_rounds = 1 if chunks >= 100_000 else 3
+    scan = []
+    for q in query_vectors[: (5 if chunks >= 1_000_000 else 10)]:
+        scan += timed(lambda: ctx_way_vector_search(bare, q, 80), scan_rounds)
+    result["vector_ctx_way"] = {"ctx_way_ms": summary(scan), "ours_ms": summary(ours),
+                                "speedup": statistics.median(scan) / statistics.median(ours), "goal": 20.0}
+
+    # Memory held by the index, measured from outside: tracemalloc over a fresh build.
+    index.invalidate()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    search.vector_search(query_vectors[0], limit=80)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    raw_bytes = chunks_with_vectors(bare) * DIMS * 4
+    result["vector_memory"] = {"index_bytes": held, "raw_matrix_bytes": raw_bytes, "ratio": held / raw_bytes, "goal": 1.1}
+
+    # Cold: a new process, connect, first search (which builds the index).
+    result["vector_cold"] = {"ms": summary(cold_search(path, 5 if chunks < 1_000_000 else 3)), "goal_ms": 400}
+
+    # Keyword search: ours against the same SQL through bare sqlite3.
+    for label, source in (("keyword", None), ("keyword_source", "synthetic:beta")):
+        sql, template = search._keyword_sql(type(db), source is not None, False)
+        ours_k, floor_k = [], []
+        for _ in range(rounds):
+            for text in queries:
+                values = {"match": ctx_models.fts.user_query(text), "source": source, "limit": 80}
+                params = [values[p] if isinstance(p, search._Slot) else p for p in template]
+                floor_k += timed(lambda: bare_keyword(bare, sql, params), 1)
+                ours_k += timed(lambda: search.keyword_search(text, limit=80, source=source), 1)
+        result[label] = {"ours_ms": summary(ours_k), "floor_ms": summary(floor_k),
+                         "ratio": statistics.median(ours_k) / statistics.median(floor_k), "goal": 1.3}
+
+    # Hybrid, end to end (query vector precomputed).
+    hybrid = []
+    for _ in range(rounds):
+        for text, q in zip(queries, query_vectors):
+            hybrid += timed(lambda: search.hybrid_search(text, q), 1)
+    result["hybrid"] = {"ms": summary(hybrid), "goal_p50_ms": 25}
+    bare.close()
+    db.close()
+    return result
+
+
+def chunks_with_vectors(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0]
+
+
+def print_search_table(results: list[dict]) -> None:
+    print()
+    print(f"{'measure':<34}{'chunks':>10}{'min':>10}{'median':>10}{'max':>10}  {'vs baseline':<22}{'goal':<18}")
+    for r in results:
+        n = r["chunks"]
+        w = r["vector_warm"]
+        rows = [
+            ("vector warm, ours (ms)", w["ours_ms"], f"{w['ratio']:.2f}x floor", f"<= 1.25x: {verdict(w['ratio'], 1.25)}"),
+            ("vector warm, matmul floor (ms)", w["floor_ms"], "", ""),
+            ("vector, ctx-way scan (ms)", r["vector_ctx_way"]["ctx_way_ms"],
+             f"{r['vector_ctx_way']['speedup']:.0f}x slower",
+             f">= 20x: {verdict(r['vector_ctx_way']['speedup'], 20, False)}"),
+            ("vector cold, new process (ms)", r["vector_cold"]["ms"], "",
+             f"< 400 ms: {verdict(r['vector_cold']['ms']['median'], 400)}"),
+            ("keyword, ours (ms)", r["keyword"]["ours_ms"], f"{r['keyword']['ratio']:.2f}x sqlite3",
+             f"<= 1.3x: {verdict(r['keyword']['ratio'], 1.3)}"),
+            ("keyword + source, ours (ms)", r["keyword_source"]["ours_ms"],
+             f"{r['keyword_source']['ratio']:.2f}x sqlite3", f"<= 1.3x: {verdict(r['keyword_source']['ratio'], 1.3)}"),
+            ("keyword, bare sqlite3 (ms)", r["keyword"]["floor_ms"], "", ""),
+            ("hybrid (ms)", r["hybrid"]["ms"], "", f"p50 < 25 ms: {verdict(r['hybrid']['ms']['median'], 25)}"),
+        ]
+        for label, s, against, goal in rows:
+            print(f"{label:<34}{n:>10,}{s['min']:>10.3f}{s['median']:>10.3f}{s['max']:>10.3f}  {against:<22}{goal:<18}")
+        m = r["vector_memory"]
+        print(f"{'vector index memory (MB)':<34}{n:>10,}{m['index_bytes'] / 1e6:>30.1f}  "
+              f"{m['ratio']:.3f}x raw matrix{'':<6}<= 1.1x: {verdict(m['ratio'], 1.1)}")
+        print()
+    if results and results[0]["chunks"] <= 5_000:
+        median = results[0]["vector_warm"]["ours_ms"]["median"]
+        print(f"5,000 chunks, exact search median {median:.3f} ms vs the ctx tool's published HNSW 0.77 ms "
+              f"(and its scan, 112.56 ms at 4,917 chunks): {verdict(median, 0.77)}")
+
+
+def bench_search(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir)
+    sizes = [5_000, 100_000] + ([1_000_000] if args.large else [])
+    results = []
+    for chunks in sizes:
+        path = build_corpus(workdir, chunks)
+        print(f"measuring {chunks:,} chunks ...", flush=True)
+        results.append(bench_corpus(path, chunks, args.rounds))
+    print_search_table(results)
+    print(f"results: {write_results('search', {'corpora': results})}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default=str(ROOT / "bench-results" / "data"), help="where benchmark databases go")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("ingest", help="bulk load vs sqlite3 executemany")
+    p.add_argument("--docs", type=int, default=10_000, help="documents of 10 chunks (default 10,000)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each loader (default 1)")
+    p.set_defaults(run=bench_ingest)
+    p = commands.add_parser("search", help="vector, keyword and hybrid search")
+    p.add_argument("--large", action="store_true", help="also the 1,000,000-chunk corpus (slow to build)")
+    p.add_argument("--rounds", type=int, default=3, help="passes over the 50 queries (default 3)")
+    p.set_defaults(run=bench_search)
+    args = parser.parse_args()
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
