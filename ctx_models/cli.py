@@ -41,7 +41,9 @@ def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
     path = resolve_db_path(args.db, args.config)
     db = connect(path, create=create)
     if not create:
-        present = {row[0] for row in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        present = {
+            row[0] for row in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         missing = [t for t in CONTRACT_TABLES if t not in present]
         if missing and args.command != "check":
             raise CtxModelsError(
@@ -82,7 +84,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not existed:
         print(f"created {path} (schema version {result.version})")
     elif result.changed:
-        print(f"upgraded {path}: created {', '.join(result.created)} (schema version {result.version})")
+        print(
+            f"upgraded {path}: created {', '.join(result.created)} (schema version {result.version})"
+        )
     else:
         note = "" if stored else ", unstamped database from the ctx tool left as is"
         print(f"already up to date: {path} (schema version {result.version}{note})")
@@ -110,7 +114,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         print()
         for row in rows:
-            print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            print(
+                "  ".join(
+                    c.ljust(w) if i in (0, 4) else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths))
+                )
+            )
     return EXIT_OK
 
 
@@ -140,7 +149,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
         count = Document.select().where(Document.id == args.id).count()
         what = f"document {args.id}"
     if not count:
-        print(f"nothing to delete: {what} not found" if args.id else f"nothing to delete: no documents of source {args.source!r}")
+        print(
+            f"nothing to delete: {what} not found"
+            if args.id
+            else f"nothing to delete: no documents of source {args.source!r}"
+        )
         return EXIT_OK
     if not args.yes:
         if not sys.stdin.isatty():
@@ -216,7 +229,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return EXIT_OK if report.clean else EXIT_PROBLEMS
     print(f"database      {report.path}")
-    print(f"quick_check   {'ok' if report.quick_check == ['ok'] else '; '.join(report.quick_check[:3])}")
+    print(
+        f"quick_check   {'ok' if report.quick_check == ['ok'] else '; '.join(report.quick_check[:3])}"
+    )
     for code, count in report.repaired.items():
         print(f"repaired      {code}: {count} row(s)")
     if report.clean:
@@ -242,11 +257,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     where = common.add_argument_group("database location")
-    where.add_argument("--db", metavar="PATH", help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})")
-    where.add_argument("--config", metavar="FILE", help="a ctx TOML config; its [db] path names the database")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    where.add_argument(
+        "--db", metavar="PATH", help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})"
+    )
+    where.add_argument(
+        "--config", metavar="FILE", help="a ctx TOML config; its [db] path names the database"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
+    )
 
     parser = _Parser(
         prog="ctx-models",
@@ -254,55 +275,96 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `ctx-models COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
-    p = commands.add_parser("init", parents=[common], help="create or upgrade the database (safe to repeat)",
-                            description="Create the database and its schema, or upgrade it; running it again changes nothing.")
+    p = commands.add_parser(
+        "init",
+        parents=[common],
+        help="create or upgrade the database (safe to repeat)",
+        description="Create the database and its schema, or upgrade it; running it again changes nothing.",
+    )
     p.set_defaults(handler=cmd_init)
 
-    p = commands.add_parser("stats", parents=[common], help="counts per source, embeddings, size on disk")
+    p = commands.add_parser(
+        "stats", parents=[common], help="counts per source, embeddings, size on disk"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_stats)
 
-    p = commands.add_parser("export", parents=[common], help="documents with their chunks as JSON Lines")
+    p = commands.add_parser(
+        "export", parents=[common], help="documents with their chunks as JSON Lines"
+    )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--source", help="only this source")
     p.set_defaults(handler=cmd_export)
 
-    p = commands.add_parser("delete", parents=[common], help="delete a source or a document, with everything of it")
+    p = commands.add_parser(
+        "delete", parents=[common], help="delete a source or a document, with everything of it"
+    )
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--source", help="delete every document of this source (and its checkpoint)")
+    target.add_argument(
+        "--source", help="delete every document of this source (and its checkpoint)"
+    )
     target.add_argument("--id", help="delete the document with this id")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=cmd_delete)
 
-    p = commands.add_parser("embed", parents=[common], help="embed pending chunks with the hashing embedder",
-                            description="Embed chunks that have no current embedding, using the built-in "
-                            "hashing embedder (feature hashing of words; deterministic, not a semantic model).")
+    p = commands.add_parser(
+        "embed",
+        parents=[common],
+        help="embed pending chunks with the hashing embedder",
+        description="Embed chunks that have no current embedding, using the built-in "
+        "hashing embedder (feature hashing of words; deterministic, not a semantic model).",
+    )
     p.add_argument("--dims", type=int, default=384, help="vector length (default 384)")
-    p.add_argument("--batch-size", type=int, default=256, help="chunks per transaction (default 256)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="chunks per transaction (default 256)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_embed)
 
-    p = commands.add_parser("search", parents=[common], help="keyword, semantic or hybrid search",
-                            description="Search documents. Query vectors come from the built-in hashing embedder "
-                            "(feature hashing of words, not a semantic model), so semantic and hybrid modes "
-                            "compare against vectors made by `ctx-models embed` or scripts/seed.py.")
+    p = commands.add_parser(
+        "search",
+        parents=[common],
+        help="keyword, semantic or hybrid search",
+        description="Search documents. Query vectors come from the built-in hashing embedder "
+        "(feature hashing of words, not a semantic model), so semantic and hybrid modes "
+        "compare against vectors made by `ctx-models embed` or scripts/seed.py.",
+    )
     p.add_argument("query", help="the search text")
     p.add_argument("--mode", choices=search.MODES, default="hybrid", help="default: hybrid")
     p.add_argument("--source", help="only documents of this source")
     p.add_argument("--since", help="only documents updated on or after this date (YYYY-MM-DD)")
     p.add_argument("--limit", type=int, default=12, help="results to show (default 12)")
-    p.add_argument("--alpha", type=float, default=0.6, help="weight of the semantic score in hybrid mode (default 0.6)")
-    p.add_argument("--explain", action="store_true", help="show the keyword and semantic parts of each score")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.6,
+        help="weight of the semantic score in hybrid mode (default 0.6)",
+    )
+    p.add_argument(
+        "--explain", action="store_true", help="show the keyword and semantic parts of each score"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--dims", type=int, default=384, help="hashing embedder vector length (default 384)")
+    p.add_argument(
+        "--dims", type=int, default=384, help="hashing embedder vector length (default 384)"
+    )
     p.set_defaults(handler=cmd_search)
 
-    p = commands.add_parser("check", parents=[common], help="integrity check; --repair fixes what is certain",
-                            description="Check the database against the storage contract. Exit 0 when clean, "
-                            "1 when problems are found, 2 when the database cannot be read.")
-    p.add_argument("--repair", action="store_true", help="fix repairable problems in one transaction, then check again")
+    p = commands.add_parser(
+        "check",
+        parents=[common],
+        help="integrity check; --repair fixes what is certain",
+        description="Check the database against the storage contract. Exit 0 when clean, "
+        "1 when problems are found, 2 when the database cannot be read.",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix repairable problems in one transaction, then check again",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_check)
     return parser
@@ -312,7 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    level = (
+        logging.WARNING
+        if args.verbose == 0
+        else logging.INFO
+        if args.verbose == 1
+        else logging.DEBUG
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args))
@@ -328,5 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # a bug: still one line, with the traceback in the log at -v
         log.debug("unexpected error", exc_info=True)
-        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with -vv for details)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with -vv for details)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR

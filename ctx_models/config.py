@@ -31,7 +31,9 @@ def db_path_from_config(config_file: str | os.PathLike[str]) -> Path:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the --config path") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory; pass the path of a TOML file") from None
+        raise ConfigError(
+            f"config file {path} is a directory; pass the path of a TOML file"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -40,8 +42,7 @@ def db_path_from_config(config_file: str | os.PathLike[str]) -> Path:
     value = section.get("path") if isinstance(section, Mapping) else None
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(
-            f"config file {path} has no [db] path; add a [db] table with "
-            'path = "./data/ctx.sqlite"'
+            f'config file {path} has no [db] path; add a [db] table with path = "./data/ctx.sqlite"'
             if value is None
             else f"config file {path}: [db] path must be a non-empty string, got {value!r}"
         )

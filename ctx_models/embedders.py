@@ -52,7 +52,9 @@ def embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
             f"embedder {embedder.model!r} returned shape {matrix.shape}, expected {expected}"
         )
     if matrix.dtype.kind not in "iuf":
-        raise VectorError(f"embedder {embedder.model!r} returned {matrix.dtype} values, not numbers")
+        raise VectorError(
+            f"embedder {embedder.model!r} returned {matrix.dtype} values, not numbers"
+        )
     matrix = matrix.astype(np.float32, copy=False)
     if not np.isfinite(matrix).all():
         raise VectorError(f"embedder {embedder.model!r} returned NaN or infinite values")
@@ -88,14 +90,16 @@ class HashingEmbedder:
         )
         rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
         flat = rows * self.dims + np.abs(signed) - 1
-        matrix = np.bincount(flat, weights=np.sign(signed).astype(np.float64), minlength=len(texts) * self.dims)
+        matrix = np.bincount(
+            flat, weights=np.sign(signed).astype(np.float64), minlength=len(texts) * self.dims
+        )
         matrix = matrix.reshape(len(texts), self.dims).astype(np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.divide(matrix, norms, out=matrix, where=norms > 0)
         return matrix
 
 
-class _BucketTable(dict):  # type: ignore[type-arg]
+class _BucketTable(dict[str, int]):
     """token -> signed bucket: ``index + 1`` for +1, ``-(index + 1)`` for -1, chosen by BLAKE2b."""
 
     def __init__(self, dims: int) -> None:

@@ -31,7 +31,7 @@ __all__ = [
     "decode_vector",
 ]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # 9999-12-31T23:59:59Z: the last second an ISO 8601 datetime can spell.
 MAX_EPOCH = 253_402_300_799
 VECTOR_DTYPE = np.dtype("<f4")
@@ -97,7 +97,9 @@ def encode_vector(value: Any, what: str = "vector") -> bytes:
     """Validate a 1-D numeric vector and pack it as little-endian float32 bytes."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         # Already packed: check it decodes to a valid vector, then keep it as is.
-        return validate_vector(decode_vector(bytes(value), what), what).astype(VECTOR_DTYPE).tobytes()
+        return (
+            validate_vector(decode_vector(bytes(value), what), what).astype(VECTOR_DTYPE).tobytes()
+        )
     if isinstance(value, str):
         raise VectorError(f"{what}: expected a sequence of numbers or a numpy array, got a string")
     try:

@@ -57,7 +57,9 @@ def insert_fts_rows_since(db: Database, rowid: int) -> int:
     return db.execute(ChunkFTS.insert_from(new_chunks, fields)).rowcount
 
 
-def delete_fts_rows(db: Database, document_ids: Sequence[str], *, always_scan: bool = False) -> None:
+def delete_fts_rows(
+    db: Database, document_ids: Sequence[str], *, always_scan: bool = False
+) -> None:
     """Delete the FTS rows of these documents' chunks (call before deleting the chunks)."""
     chunk_rows = Chunk.select(_ROWID).where(Chunk.document.in_(document_ids))
     chunk_ids = Chunk.select(Chunk.id).where(Chunk.document.in_(document_ids))

@@ -201,7 +201,9 @@ def _non_finite_vectors(db: Database) -> list[str]:
         "SELECT chunk_id, embedding FROM chunk_vectors "
         "WHERE typeof(embedding) = 'blob' AND length(embedding) > 0 AND length(embedding) % 4 = 0"
     )
-    return [chunk_id for chunk_id, blob in cursor if not np.isfinite(np.frombuffer(blob, "<f4")).all()]
+    return [
+        chunk_id for chunk_id, blob in cursor if not np.isfinite(np.frombuffer(blob, "<f4")).all()
+    ]
 
 
 def _bad_checkpoints(db: Database) -> list[str]:
@@ -230,23 +232,57 @@ def _findings(db: Database) -> list[Finding]:
     if schema:
         fixable = any(p.endswith("is missing") and ": column" not in p for p in schema)
         findings.append(
-            Finding("schema", "schema differs from the storage contract", len(schema), schema[:EXAMPLES],
-                    fixable, "repair creates missing tables and indexes; other differences need a person")
+            Finding(
+                "schema",
+                "schema differs from the storage contract",
+                len(schema),
+                schema[:EXAMPLES],
+                fixable,
+                "repair creates missing tables and indexes; other differences need a person",
+            )
         )
         if any(p.startswith("table ") for p in schema):
             return findings  # the row checks need every table
     for spec in _CHECKS:
         ids = _ids(db, spec.sql)
         if ids:
-            findings.append(Finding(spec.code, spec.description, len(ids), ids[:EXAMPLES], spec.repairable, spec.advice))
+            findings.append(
+                Finding(
+                    spec.code,
+                    spec.description,
+                    len(ids),
+                    ids[:EXAMPLES],
+                    spec.repairable,
+                    spec.advice,
+                )
+            )
     for code, description, ids, repairable, advice in (
-        ("vectors_not_finite", "vectors holding NaN or infinite values", _non_finite_vectors(db), True, _RE_EMBED),
-        ("bad_checkpoints", "checkpoints whose cursor is not an integer", _bad_checkpoints(db), False,
-         "set them again with set_checkpoint(), or delete them for a full re-sync"),
-        ("fts_index", "the FTS5 index disagrees with the text it stores", _fts_index_errors(db), True, ""),
+        (
+            "vectors_not_finite",
+            "vectors holding NaN or infinite values",
+            _non_finite_vectors(db),
+            True,
+            _RE_EMBED,
+        ),
+        (
+            "bad_checkpoints",
+            "checkpoints whose cursor is not an integer",
+            _bad_checkpoints(db),
+            False,
+            "set them again with set_checkpoint(), or delete them for a full re-sync",
+        ),
+        (
+            "fts_index",
+            "the FTS5 index disagrees with the text it stores",
+            _fts_index_errors(db),
+            True,
+            "",
+        ),
     ):
         if ids:
-            findings.append(Finding(code, description, len(ids), ids[:EXAMPLES], repairable, advice))
+            findings.append(
+                Finding(code, description, len(ids), ids[:EXAMPLES], repairable, advice)
+            )
     return findings
 
 
@@ -272,7 +308,13 @@ def _report(db: Database) -> CheckReport:
         return CheckReport(str(db.database), quick, _findings(db))
 
 
-_FTS_CODES = {"chunks_without_fts", "fts_without_chunk", "fts_mismatch", "fts_duplicates", "fts_index"}
+_FTS_CODES = {
+    "chunks_without_fts",
+    "fts_without_chunk",
+    "fts_mismatch",
+    "fts_duplicates",
+    "fts_index",
+}
 
 
 def _repair(db: Database, findings: list[Finding]) -> dict[str, int]:
@@ -301,9 +343,15 @@ def _repair(db: Database, findings: list[Finding]) -> dict[str, int]:
             run("chunks_without_document", f"DELETE FROM chunks_fts WHERE chunk_id IN ({orphans})")
             run("chunks_without_document", f"DELETE FROM chunks WHERE id IN ({orphans})")
         if "embeddings_without_chunk" in codes:
-            run("embeddings_without_chunk", f"DELETE FROM embeddings WHERE chunk_id IN ({_SQL['embeddings_without_chunk']})")
+            run(
+                "embeddings_without_chunk",
+                f"DELETE FROM embeddings WHERE chunk_id IN ({_SQL['embeddings_without_chunk']})",
+            )
         if "vectors_without_chunk" in codes:
-            run("vectors_without_chunk", f"DELETE FROM chunk_vectors WHERE chunk_id IN ({_SQL['vectors_without_chunk']})")
+            run(
+                "vectors_without_chunk",
+                f"DELETE FROM chunk_vectors WHERE chunk_id IN ({_SQL['vectors_without_chunk']})",
+            )
         if "vectors_wrong_document" in codes:
             run(
                 "vectors_wrong_document",
@@ -316,9 +364,15 @@ def _repair(db: Database, findings: list[Finding]) -> dict[str, int]:
         if "vectors_not_finite" in codes:
             drop_vectors("vectors_not_finite", _non_finite_vectors(db))
         if "vectors_without_embedding" in codes:
-            run("vectors_without_embedding", f"DELETE FROM chunk_vectors WHERE chunk_id IN ({_SQL['vectors_without_embedding']})")
+            run(
+                "vectors_without_embedding",
+                f"DELETE FROM chunk_vectors WHERE chunk_id IN ({_SQL['vectors_without_embedding']})",
+            )
         if "embeddings_without_vector" in codes:
-            run("embeddings_without_vector", f"DELETE FROM embeddings WHERE chunk_id IN ({_SQL['embeddings_without_vector']})")
+            run(
+                "embeddings_without_vector",
+                f"DELETE FROM embeddings WHERE chunk_id IN ({_SQL['embeddings_without_vector']})",
+            )
         if codes & _FTS_CODES:
             _rebuild_fts_rows(run, rebuild_index="fts_index" in codes)
     log.info("repaired %s: %s", db.database, done)
@@ -329,7 +383,10 @@ def _rebuild_fts_rows(run: Any, *, rebuild_index: bool) -> None:
     """Leave chunks_fts with exactly one row per chunk, holding the chunk's text and document."""
     if rebuild_index:
         run("fts_index", "INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
-    run("fts_rows", "DELETE FROM chunks_fts WHERE chunk_id IS NULL OR chunk_id NOT IN (SELECT id FROM chunks)")
+    run(
+        "fts_rows",
+        "DELETE FROM chunks_fts WHERE chunk_id IS NULL OR chunk_id NOT IN (SELECT id FROM chunks)",
+    )
     run("fts_rows", f"DELETE FROM chunks_fts WHERE chunk_id IN ({_SQL['fts_mismatch']})")
     run("fts_rows", f"DELETE FROM chunks_fts WHERE chunk_id IN ({_SQL['fts_duplicates']})")
     missing = _SQL["chunks_without_fts"]

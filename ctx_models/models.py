@@ -104,7 +104,7 @@ class Chunk(BaseModel):
         constraints = [SQL("UNIQUE(document_id, chunk_index)")]
 
     def __repr__(self) -> str:
-        return f"<Chunk {self.id} #{self.chunk_index} of {self.document_id}>"
+        return f"<Chunk {self.id} #{self.chunk_index} of {self.__data__.get('document')}>"
 
 
 class Checkpoint(BaseModel):

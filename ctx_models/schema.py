@@ -118,7 +118,14 @@ def run_migrations(db: Database | None = None) -> MigrationResult:
 # --------------------------------------------------------------------------- comparing schemas
 
 #: The contract's tables, in the order a reader meets them.
-CONTRACT_TABLES = ("documents", "chunks", "checkpoints", "chunks_fts", "embeddings", "chunk_vectors")
+CONTRACT_TABLES = (
+    "documents",
+    "chunks",
+    "checkpoints",
+    "chunks_fts",
+    "embeddings",
+    "chunk_vectors",
+)
 
 
 def describe_schema(conn: Any) -> dict[str, Any]:
@@ -190,14 +197,18 @@ def schema_differences(actual: dict[str, Any], expected: dict[str, Any] | None =
             continue
         for key in ("fts5_columns", "foreign_keys"):
             if key in want and have.get(key) != want[key]:
-                problems.append(f"{table}: {key.replace('_', ' ')} are {have.get(key)}, expected {want[key]}")
+                problems.append(
+                    f"{table}: {key.replace('_', ' ')} are {have.get(key)}, expected {want[key]}"
+                )
         if "columns" in want:
             have_columns = {c[0]: c for c in have["columns"]}
             for column in want["columns"]:
                 if column[0] not in have_columns:
                     problems.append(f"{table}: column {column[0]} is missing")
                 elif have_columns[column[0]] != column:
-                    problems.append(f"{table}: column {column[0]} is {have_columns[column[0]][1:]}, expected {column[1:]}")
+                    problems.append(
+                        f"{table}: column {column[0]} is {have_columns[column[0]][1:]}, expected {column[1:]}"
+                    )
             for name in sorted(set(have_columns) - {c[0] for c in want["columns"]}):
                 problems.append(f"{table}: unexpected column {name}")
             for name, index in want["indexes"].items():
@@ -207,5 +218,7 @@ def schema_differences(actual: dict[str, Any], expected: dict[str, Any] | None =
                 elif name not in have["indexes"]:
                     problems.append(f"{table}: index {name} is missing")
                 elif have["indexes"][name] != index:
-                    problems.append(f"{table}: index {name} is {have['indexes'][name]}, expected {index}")
+                    problems.append(
+                        f"{table}: index {name} is {have['indexes'][name]}, expected {index}"
+                    )
     return problems

@@ -39,6 +39,7 @@ from .vector_index import index_for
 
 __all__ = [
     "Candidate",
+    "keyword_query",
     "SearchResult",
     "keyword_search",
     "vector_search",
@@ -52,8 +53,8 @@ MAX_LIMIT = 10_000
 VECTOR_SNIPPET_CHARS = 240
 # Chunk id, document and the contract's plain snippet for the vector winners only.
 _WINNERS_SQL = (
-    "SELECT cv.rowid, c.id, c.document_id, substr(c.text, 1, %d) FROM chunk_vectors AS cv "
-    "JOIN chunks AS c ON c.id = cv.chunk_id WHERE cv.rowid IN ({params})" % VECTOR_SNIPPET_CHARS
+    f"SELECT cv.rowid, c.id, c.document_id, substr(c.text, 1, {VECTOR_SNIPPET_CHARS}) "
+    "FROM chunk_vectors AS cv JOIN chunks AS c ON c.id = cv.chunk_id WHERE cv.rowid IN ({params})"
 )
 
 
@@ -101,7 +102,7 @@ def parse_since(value: Any) -> int | None:
         try:
             if len(text) == 10:
                 day = dt.date.fromisoformat(text)
-                return to_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc), "since")
+                return to_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), "since")
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError(
@@ -109,12 +110,16 @@ def parse_since(value: Any) -> int | None:
             ) from None
         return to_epoch(parsed, "since")
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return to_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc), "since")
+        return to_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC), "since")
     return to_epoch(value, "since")
 
 
 def _limit(value: Any, what: str = "limit") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_LIMIT:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 1 <= int(value) <= MAX_LIMIT
+    ):
         raise ValidationError(f"{what} must be an integer from 1 to {MAX_LIMIT}, got {value!r}")
     return int(value)
 
@@ -133,7 +138,11 @@ def _query_vector(value: Any) -> np.ndarray:
 
 @contextmanager
 def _snapshot(db: Database) -> Iterator[bool]:
-    """One read transaction; yields True when an outer transaction was already open."""
+    """One read transaction; yields True when the caller already had a transaction open."""
+    if db.connection().in_transaction and not db.in_transaction():
+        # Opened with db.begin(), which peewee does not track: read inside it.
+        yield True
+        return
     outer = db.in_transaction()
     with db.atomic():
         yield outer
@@ -146,36 +155,50 @@ class _Slot(str):
     """A parameter of a compiled query that is filled in per call."""
 
 
-@lru_cache(maxsize=16)
-def _keyword_sql(db_class: type, filtered_source: bool, filtered_since: bool) -> tuple[str, tuple[Any, ...]]:
-    """The keyword query for these filters, compiled once by peewee.
-
-    Returns the SQL and its parameters, with a :class:`_Slot` where a per-call value goes.
+@lru_cache(maxsize=4)
+def _keyword_template(filtered_source: bool, filtered_since: bool) -> tuple[str, tuple[Any, ...]]:
+    """The keyword query for these filters, compiled once by peewee (building it per call costs
+    more than running it on a small corpus). Parameters that vary per call are :class:`_Slot` objects.
     """
     snippet = ChunkFTS.text.snippet(
         fts.SNIPPET_START, fts.SNIPPET_END, fts.SNIPPET_ELLIPSIS, fts.SNIPPET_TOKENS
     )
     query = ChunkFTS.select(ChunkFTS.chunk_id, ChunkFTS.document_id, SQL("rank"), snippet).where(
-        ChunkFTS.match("\x00match")
+        ChunkFTS.match(_Slot("match"))
     )
     if filtered_source or filtered_since:
         query = query.join(Document, on=(Document.id == ChunkFTS.document_id))
         if filtered_source:
-            query = query.where(Document.source == "\x00source")
+            query = query.where(Document.source == _Slot("source"))
         if filtered_since:
-            query = query.where(Document.updated_at >= 253_402_300_799)
-    query = query.order_by(SQL("rank")).limit(-987_654)
+            query = query.where(Document.updated_at >= _SINCE_SLOT)
+    query = query.order_by(SQL("rank")).limit(_LIMIT_SLOT)
     sql, params = query.sql()
-    names = {"\x00match": "match", "\x00source": "source", 253_402_300_799: "since", -987_654: "limit"}
-    return sql, tuple(_Slot(names[p]) if p in names else p for p in params)
+    slots = {_SINCE_SLOT: _Slot("since"), _LIMIT_SLOT: _Slot("limit")}
+    return sql, tuple(p if isinstance(p, _Slot) else slots.get(p, p) for p in params)
+
+
+# Integer stand-ins for the integer slots (peewee converts values through their fields).
+_SINCE_SLOT, _LIMIT_SLOT = 253_402_300_799, -987_654
+
+
+def keyword_query(
+    match: str, limit: int, source: str | None = None, since: int | None = None
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters :func:`keyword_search` runs for an FTS5 ``match`` expression.
+
+    Exposed so the same statement can run through another driver (the benchmark
+    compares it with bare ``sqlite3``). Rows: chunk_id, document_id, rank, snippet.
+    """
+    sql, template = _keyword_template(source is not None, since is not None)
+    values = {"match": match, "source": source, "since": since, "limit": limit}
+    return sql, [values[p] if isinstance(p, _Slot) else p for p in template]
 
 
 def _keyword_rows(
     db: Database, match: str, limit: int, source: str | None, since: int | None
 ) -> list[Candidate]:
-    sql, template = _keyword_sql(type(db), source is not None, since is not None)
-    values = {"match": match, "source": source, "since": since, "limit": limit}
-    params = [values[p] if isinstance(p, _Slot) else p for p in template]
+    sql, params = keyword_query(match, limit, source, since)
     try:
         rows = db.execute_sql(sql, params).fetchall()
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
@@ -183,7 +206,10 @@ def _keyword_rows(
             f"FTS5 rejected the query {match!r:.80}: {exc}. Check quotes and operators, "
             "or search without raw=True to treat the text as plain words"
         ) from exc
-    return [Candidate(chunk_id, document_id, -rank, snippet) for chunk_id, document_id, rank, snippet in rows]
+    return [
+        Candidate(chunk_id, document_id, -rank, snippet)
+        for chunk_id, document_id, rank, snippet in rows
+    ]
 
 
 def keyword_search(
@@ -286,7 +312,7 @@ def _alpha(mode: str, alpha: Any) -> float:
 
 
 def _iso(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def hybrid_search(
@@ -314,10 +340,13 @@ def hybrid_search(
         raise ValidationError(f"query must be a str, got {type(query).__name__}")
     weight = _alpha(mode, alpha)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
-    k_keyword, k_vector = _limit(candidates_keyword, "candidates_keyword"), _limit(candidates_vector, "candidates_vector")
-    vector = _query_vector(query_vector) if mode != "keyword" else None
+    k_keyword, k_vector = (
+        _limit(candidates_keyword, "candidates_keyword"),
+        _limit(candidates_vector, "candidates_vector"),
+    )
     if not query.strip():
         return []
+    vector = _query_vector(query_vector) if mode != "keyword" else None
     db = bound_database()
     with _snapshot(db) as outer:
         keyword = []
@@ -358,7 +387,14 @@ def _rank(
         document_id = chunks[chunk_id].document_id
         if document_id not in best or score > best[document_id][0]:
             best[document_id] = (score, chunk_id)
-    columns = (Document.id, Document.title, Document.source, Document.source_id, Document.source_url, Document.updated_at)
+    columns = (
+        Document.id,
+        Document.title,
+        Document.source,
+        Document.source_id,
+        Document.source_url,
+        Document.updated_at,
+    )
     documents = {}
     ids = list(best)
     for start in range(0, len(ids), 500):
@@ -375,10 +411,19 @@ def _rank(
         _, title, source, source_id, url, updated_at = documents[doc_id]
         results.append(
             SearchResult(
-                id=doc_id, title=title, source=source, source_id=source_id, source_url=url,
-                updated_at=_iso(int(updated_at)), score=score, snippet=chunks[chunk_id].snippet,
+                id=doc_id,
+                title=title,
+                source=source,
+                source_id=source_id,
+                source_url=url,
+                updated_at=_iso(int(updated_at)),
+                score=score,
+                snippet=chunks[chunk_id].snippet,
                 chunk_id=chunk_id,
-                explain={"keyword": k_norm.get(chunk_id, 0.0), "semantic": v_norm.get(chunk_id, 0.0)},
+                explain={
+                    "keyword": k_norm.get(chunk_id, 0.0),
+                    "semantic": v_norm.get(chunk_id, 0.0),
+                },
             )
         )
     return results

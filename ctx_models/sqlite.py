@@ -156,7 +156,9 @@ def connect(
         file_path = Path(raw).expanduser()
         check_database_file(file_path)
         if not create and not file_path.exists():
-            raise DatabaseError(f"no database at {file_path}; create it with `ctx-models init --db {file_path}`")
+            raise DatabaseError(
+                f"no database at {file_path}; create it with `ctx-models init --db {file_path}`"
+            )
         if check_version:
             version = read_user_version(file_path, timeout)
             if version > SCHEMA_VERSION:

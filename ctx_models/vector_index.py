@@ -22,7 +22,6 @@ import sqlite3
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from peewee import Database
@@ -39,10 +38,10 @@ log = logging.getLogger(__name__)
 _VECTORS_SQL = "SELECT rowid, embedding FROM chunk_vectors"
 _VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
 # One row per document (a covering scan of idx_chunk_vectors_document_id), not per vector.
-_VECTOR_DOCUMENTS_SQL = "SELECT document_id, group_concat(rowid) FROM chunk_vectors GROUP BY document_id"
-_VECTOR_MODELS_SQL = (
-    "SELECT cv.rowid, e.model FROM chunk_vectors AS cv JOIN embeddings AS e ON e.chunk_id = cv.chunk_id"
+_VECTOR_DOCUMENTS_SQL = (
+    "SELECT document_id, group_concat(rowid) FROM chunk_vectors GROUP BY document_id"
 )
+_VECTOR_MODELS_SQL = "SELECT cv.rowid, e.model FROM chunk_vectors AS cv JOIN embeddings AS e ON e.chunk_id = cv.chunk_id"
 _DOCUMENTS_SQL = "SELECT id, source, updated_at FROM documents"
 
 
@@ -119,7 +118,9 @@ class VectorIndex:
             documents.append(doc_index.get(doc_id, missing))
             rowid_lists.append(rowid_list)
         counts = [text.count(",") + 1 for text in rowid_lists]
-        slot_rowids = np.asarray(",".join(rowid_lists).split(",") if rowid_lists else [], dtype=np.int64)
+        slot_rowids = np.asarray(
+            ",".join(rowid_lists).split(",") if rowid_lists else [], dtype=np.int64
+        )
         slot_of = np.repeat(np.asarray(documents, dtype=np.int64), counts)
         order = np.argsort(slot_rowids)
         slot_rowids, slot_of = slot_rowids[order], slot_of[order]
@@ -135,7 +136,10 @@ class VectorIndex:
             matrix *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
             slots = slot_of[np.searchsorted(slot_rowids, rowids)]
             groups[length // 4] = _Group(
-                matrix=matrix, rowids=rowids, sources=source_array[slots], updated=updated_array[slots]
+                matrix=matrix,
+                rowids=rowids,
+                sources=source_array[slots],
+                updated=updated_array[slots],
             )
         self._groups, self._source_codes, self._model_codes = groups, sources, {}
         self._conn = conn
@@ -171,26 +175,49 @@ class VectorIndex:
         groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if filled:
             usable = (filled * length) // 4 * 4
-            matrix = np.frombuffer(buffer, dtype="<f4", count=usable // 4) if length % 4 == 0 else np.empty(0)
-            groups[length] = (rowids[:filled], matrix.reshape(filled, length // 4) if length % 4 == 0 else matrix)
+            matrix = (
+                np.frombuffer(buffer, dtype="<f4", count=usable // 4)
+                if length % 4 == 0
+                else np.empty(0)
+            )
+            groups[length] = (
+                rowids[:filled],
+                matrix.reshape(filled, length // 4) if length % 4 == 0 else matrix,
+            )
         for size, (other_rowids, other_blobs) in others.items():
-            matrix = np.frombuffer(bytearray().join(other_blobs), dtype="<f4") if size % 4 == 0 else np.empty(0)
-            groups[size] = (np.asarray(other_rowids, dtype=np.int64), matrix.reshape(len(other_rowids), size // 4) if size % 4 == 0 else matrix)
+            matrix = (
+                np.frombuffer(bytearray().join(other_blobs), dtype="<f4")
+                if size % 4 == 0
+                else np.empty(0)
+            )
+            groups[size] = (
+                np.asarray(other_rowids, dtype=np.int64),
+                matrix.reshape(len(other_rowids), size // 4) if size % 4 == 0 else matrix,
+            )
         return groups
 
     def _models_of(self, group: _Group) -> np.ndarray:
         """Model code per row of ``group``, read on first use (in the snapshot the index was built from)."""
         if group.models is None:
-            position: dict[int, tuple[_Group, int]] = {}
-            for each in self._groups.values():
-                each.models = np.full(len(each.rowids), -1, dtype=np.int32)
-                position.update((rowid, (each, i)) for i, rowid in enumerate(each.rowids.tolist()))
-            assert self._conn is not None
+            codes = {
+                dims: np.full(len(g.rowids), -1, dtype=np.int32) for dims, g in self._groups.items()
+            }
+            position = {
+                rowid: (dims, i)
+                for dims, g in self._groups.items()
+                for i, rowid in enumerate(g.rowids.tolist())
+            }
+            assert self._conn is not None, "the index is built before it is searched"
             for rowid, model in self._conn.execute(_VECTOR_MODELS_SQL):
                 hit = position.get(rowid)
                 if hit is not None:
-                    hit[0].models[hit[1]] = self._model_codes.setdefault(model, len(self._model_codes))  # type: ignore[index]
-        return group.models  # type: ignore[return-value]
+                    codes[hit[0]][hit[1]] = self._model_codes.setdefault(
+                        model, len(self._model_codes)
+                    )
+            for dims, g in self._groups.items():
+                g.models = codes[dims]
+        assert group.models is not None
+        return group.models
 
     # ------------------------------------------------------------------ querying
 
@@ -295,6 +322,6 @@ def index_for(db: Database, conn: sqlite3.Connection) -> VectorIndex:
 def _forget_closed(per_connection: dict[int, tuple[sqlite3.Connection, VectorIndex]]) -> None:
     for key, (conn, _) in list(per_connection.items()):
         try:
-            conn.total_changes
+            _ = conn.total_changes
         except sqlite3.ProgrammingError:  # closed
             del per_connection[key]

@@ -69,7 +69,12 @@ def raw_connection(path: Path) -> sqlite3.Connection:
 
 
 def summary(samples: Sequence[float]) -> dict[str, float]:
-    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples), "n": len(samples)}
+    return {
+        "min": min(samples),
+        "median": statistics.median(samples),
+        "max": max(samples),
+        "n": len(samples),
+    }
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -89,8 +94,12 @@ def verdict(value: float, goal: float, lower_is_better: bool = True) -> str:
 def write_results(name: str, data: dict) -> Path:
     out = ROOT / "bench-results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
-    data["machine"] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-                       "cpus": os.cpu_count(), "platform": platform.platform()}
+    data["machine"] = {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     out.write_text(json.dumps(data, indent=2))
     return out
 
@@ -111,7 +120,9 @@ class LookupEmbedder:
         return np.stack([self.vectors[t] for t in texts])
 
 
-def floor_rows(items: list[dict], with_vectors: dict[str, np.ndarray] | None) -> list[dict[str, list[tuple]]]:
+def floor_rows(
+    items: list[dict], with_vectors: dict[str, np.ndarray] | None
+) -> list[dict[str, list[tuple]]]:
     """Every row the floor inserts, prepared before the clock starts, in batches of 500 documents."""
     batches = []
     for start in range(0, len(items), 500):
@@ -119,10 +130,23 @@ def floor_rows(items: list[dict], with_vectors: dict[str, np.ndarray] | None) ->
         for item in items[start : start + 500]:
             doc_id = str(uuid.uuid4())
             body = item["body"]
-            docs.append((doc_id, item["source"], item["source_id"], None, item["title"], None,
-                         item["created_at"], item["updated_at"], "text/plain", body,
-                         json.dumps(item["metadata"]), None,
-                         dedup_hash(item["source"], item["source_id"], item["updated_at"], body)))
+            docs.append(
+                (
+                    doc_id,
+                    item["source"],
+                    item["source_id"],
+                    None,
+                    item["title"],
+                    None,
+                    item["created_at"],
+                    item["updated_at"],
+                    "text/plain",
+                    body,
+                    json.dumps(item["metadata"]),
+                    None,
+                    dedup_hash(item["source"], item["source_id"], item["updated_at"], body),
+                )
+            )
             for index, text in enumerate(chunk_text(body)):
                 chunk_id = str(uuid.uuid4())
                 digest = chunk_hash(text)
@@ -131,7 +155,15 @@ def floor_rows(items: list[dict], with_vectors: dict[str, np.ndarray] | None) ->
                 if with_vectors is not None:
                     embeddings.append((chunk_id, LookupEmbedder.model, DIMS, 0, digest))
                     vectors.append((chunk_id, doc_id, with_vectors[text].astype("<f4").tobytes()))
-        batches.append({"docs": docs, "chunks": chunks, "fts": fts, "embeddings": embeddings, "vectors": vectors})
+        batches.append(
+            {
+                "docs": docs,
+                "chunks": chunks,
+                "fts": fts,
+                "embeddings": embeddings,
+                "vectors": vectors,
+            }
+        )
     return batches
 
 
@@ -144,8 +176,13 @@ def load_floor(path: Path, batches: list[dict[str, list[tuple]]]) -> float:
     for batch in batches:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", batch["docs"])
-        conn.executemany("INSERT INTO chunks (id, document_id, chunk_index, text, hash) VALUES (?,?,?,?,?)", batch["chunks"])
-        conn.executemany("INSERT INTO chunks_fts (chunk_id, document_id, text) VALUES (?,?,?)", batch["fts"])
+        conn.executemany(
+            "INSERT INTO chunks (id, document_id, chunk_index, text, hash) VALUES (?,?,?,?,?)",
+            batch["chunks"],
+        )
+        conn.executemany(
+            "INSERT INTO chunks_fts (chunk_id, document_id, text) VALUES (?,?,?)", batch["fts"]
+        )
         if batch["vectors"]:
             conn.executemany("INSERT INTO embeddings VALUES (?,?,?,?,?)", batch["embeddings"])
             conn.executemany("INSERT INTO chunk_vectors VALUES (?,?,?)", batch["vectors"])
@@ -182,13 +219,28 @@ def bench_ingest(args: argparse.Namespace) -> None:
         for _ in range(args.repeat):  # alternate, so drift in the machine hits both
             floor_s.append(load_floor(workdir / "ingest-floor.sqlite", batches))
             gc.collect()
-            ours_s.append(load_ours(workdir / "ingest-ours.sqlite", items, LookupEmbedder(vectors) if with_vectors else None))
+            ours_s.append(
+                load_ours(
+                    workdir / "ingest-ours.sqlite",
+                    items,
+                    LookupEmbedder(vectors) if with_vectors else None,
+                )
+            )
             gc.collect()
         floor_t, ours_t = statistics.median(floor_s), statistics.median(ours_s)
         ratio = ours_t / floor_t
-        print(f"{label:<22}{chunks / ours_t:>18,.0f}{chunks / floor_t:>18,.0f}{ratio:>8.2f}   {verdict(ratio, 1.5)}", flush=True)
-        results[label] = {"ours_seconds": ours_s, "floor_seconds": floor_s, "ours_chunks_per_s": chunks / ours_t,
-                          "floor_chunks_per_s": chunks / floor_t, "ratio": ratio, "goal": 1.5}
+        print(
+            f"{label:<22}{chunks / ours_t:>18,.0f}{chunks / floor_t:>18,.0f}{ratio:>8.2f}   {verdict(ratio, 1.5)}",
+            flush=True,
+        )
+        results[label] = {
+            "ours_seconds": ours_s,
+            "floor_seconds": floor_s,
+            "ours_chunks_per_s": chunks / ours_t,
+            "floor_chunks_per_s": chunks / floor_t,
+            "ratio": ratio,
+            "goal": 1.5,
+        }
         del batches
     print(f"results: {write_results('ingest', results)}")
 
@@ -212,7 +264,9 @@ def build_corpus(workdir: Path, chunks: int) -> Path:
     db = ctx_models.connect(fresh(path))
     ctx_models.run_migrations(db)
     store.ingest_many(
-        synthetic.synthetic_documents(docs, seed=11, paragraph_bytes=300 if large else synthetic.PARAGRAPH_BYTES),
+        synthetic.synthetic_documents(
+            docs, seed=11, paragraph_bytes=300 if large else synthetic.PARAGRAPH_BYTES
+        ),
         embedder=HashingEmbedder(DIMS),
         max_tokens=100 if large else 700,
         progress=True,
@@ -255,9 +309,18 @@ def cold_search(path: Path, repeat: int) -> list[float]:
         "print((time.perf_counter() - t) * 1000)\n"
     )
     samples = []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         samples.append(float(out.stdout.strip()))
     return samples
 
@@ -279,8 +342,12 @@ def bench_corpus(path: Path, chunks: int, rounds: int) -> dict:
             floor += timed(lambda: np.argpartition(-(matrix @ q), 80)[:80], 1)
             ours += timed(lambda: search.vector_search(q, limit=80), 1)
     assert index.builds == 1, "the index was rebuilt during warm queries"
-    result["vector_warm"] = {"ours_ms": summary(ours), "floor_ms": summary(floor),
-                             "ratio": statistics.median(ours) / statistics.median(floor), "goal": 1.25}
+    result["vector_warm"] = {
+        "ours_ms": summary(ours),
+        "floor_ms": summary(floor),
+        "ratio": statistics.median(ours) / statistics.median(floor),
+        "goal": 1.25,
+    }
 
     # The ctx tool's way: every BLOB read, decoded and scored per query.
     bare = raw_connection(path)
@@ -288,8 +355,12 @@ def bench_corpus(path: Path, chunks: int, rounds: int) -> dict:
     scan = []
     for q in query_vectors[: (5 if chunks >= 1_000_000 else 10)]:
         scan += timed(lambda: ctx_way_vector_search(bare, q, 80), scan_rounds)
-    result["vector_ctx_way"] = {"ctx_way_ms": summary(scan), "ours_ms": summary(ours),
-                                "speedup": statistics.median(scan) / statistics.median(ours), "goal": 20.0}
+    result["vector_ctx_way"] = {
+        "ctx_way_ms": summary(scan),
+        "ours_ms": summary(ours),
+        "speedup": statistics.median(scan) / statistics.median(ours),
+        "goal": 20.0,
+    }
 
     # Memory held by the index, measured from outside: tracemalloc over a fresh build.
     index.invalidate()
@@ -301,23 +372,33 @@ def bench_corpus(path: Path, chunks: int, rounds: int) -> dict:
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     raw_bytes = chunks_with_vectors(bare) * DIMS * 4
-    result["vector_memory"] = {"index_bytes": held, "raw_matrix_bytes": raw_bytes, "ratio": held / raw_bytes, "goal": 1.1}
+    result["vector_memory"] = {
+        "index_bytes": held,
+        "raw_matrix_bytes": raw_bytes,
+        "ratio": held / raw_bytes,
+        "goal": 1.1,
+    }
 
     # Cold: a new process, connect, first search (which builds the index).
-    result["vector_cold"] = {"ms": summary(cold_search(path, 5 if chunks < 1_000_000 else 3)), "goal_ms": 400}
+    result["vector_cold"] = {
+        "ms": summary(cold_search(path, 5 if chunks < 1_000_000 else 3)),
+        "goal_ms": 400,
+    }
 
     # Keyword search: ours against the same SQL through bare sqlite3.
     for label, source in (("keyword", None), ("keyword_source", "synthetic:beta")):
-        sql, template = search._keyword_sql(type(db), source is not None, False)
         ours_k, floor_k = [], []
         for _ in range(rounds):
             for text in queries:
-                values = {"match": ctx_models.fts.user_query(text), "source": source, "limit": 80}
-                params = [values[p] if isinstance(p, search._Slot) else p for p in template]
+                sql, params = search.keyword_query(ctx_models.fts.user_query(text), 80, source)
                 floor_k += timed(lambda: bare_keyword(bare, sql, params), 1)
                 ours_k += timed(lambda: search.keyword_search(text, limit=80, source=source), 1)
-        result[label] = {"ours_ms": summary(ours_k), "floor_ms": summary(floor_k),
-                         "ratio": statistics.median(ours_k) / statistics.median(floor_k), "goal": 1.3}
+        result[label] = {
+            "ours_ms": summary(ours_k),
+            "floor_ms": summary(floor_k),
+            "ratio": statistics.median(ours_k) / statistics.median(floor_k),
+            "goal": 1.3,
+        }
 
     # Hybrid, end to end (query vector precomputed).
     hybrid = []
@@ -336,35 +417,68 @@ def chunks_with_vectors(conn: sqlite3.Connection) -> int:
 
 def print_search_table(results: list[dict]) -> None:
     print()
-    print(f"{'measure':<34}{'chunks':>10}{'min':>10}{'median':>10}{'max':>10}  {'vs baseline':<22}{'goal':<18}")
+    print(
+        f"{'measure':<34}{'chunks':>10}{'min':>10}{'median':>10}{'max':>10}  {'vs baseline':<22}{'goal':<18}"
+    )
     for r in results:
         n = r["chunks"]
         w = r["vector_warm"]
         rows = [
-            ("vector warm, ours (ms)", w["ours_ms"], f"{w['ratio']:.2f}x floor", f"<= 1.25x: {verdict(w['ratio'], 1.25)}"),
+            (
+                "vector warm, ours (ms)",
+                w["ours_ms"],
+                f"{w['ratio']:.2f}x floor",
+                f"<= 1.25x: {verdict(w['ratio'], 1.25)}",
+            ),
             ("vector warm, matmul floor (ms)", w["floor_ms"], "", ""),
-            ("vector, ctx-way scan (ms)", r["vector_ctx_way"]["ctx_way_ms"],
-             f"{r['vector_ctx_way']['speedup']:.0f}x slower",
-             f">= 20x: {verdict(r['vector_ctx_way']['speedup'], 20, False)}"),
-            ("vector cold, new process (ms)", r["vector_cold"]["ms"], "",
-             f"< 400 ms: {verdict(r['vector_cold']['ms']['median'], 400)}"),
-            ("keyword, ours (ms)", r["keyword"]["ours_ms"], f"{r['keyword']['ratio']:.2f}x sqlite3",
-             f"<= 1.3x: {verdict(r['keyword']['ratio'], 1.3)}"),
-            ("keyword + source, ours (ms)", r["keyword_source"]["ours_ms"],
-             f"{r['keyword_source']['ratio']:.2f}x sqlite3", f"<= 1.3x: {verdict(r['keyword_source']['ratio'], 1.3)}"),
+            (
+                "vector, ctx-way scan (ms)",
+                r["vector_ctx_way"]["ctx_way_ms"],
+                f"{r['vector_ctx_way']['speedup']:.0f}x slower",
+                f">= 20x: {verdict(r['vector_ctx_way']['speedup'], 20, False)}",
+            ),
+            (
+                "vector cold, new process (ms)",
+                r["vector_cold"]["ms"],
+                "",
+                f"< 400 ms: {verdict(r['vector_cold']['ms']['median'], 400)}",
+            ),
+            (
+                "keyword, ours (ms)",
+                r["keyword"]["ours_ms"],
+                f"{r['keyword']['ratio']:.2f}x sqlite3",
+                f"<= 1.3x: {verdict(r['keyword']['ratio'], 1.3)}",
+            ),
+            (
+                "keyword + source, ours (ms)",
+                r["keyword_source"]["ours_ms"],
+                f"{r['keyword_source']['ratio']:.2f}x sqlite3",
+                f"<= 1.3x: {verdict(r['keyword_source']['ratio'], 1.3)}",
+            ),
             ("keyword, bare sqlite3 (ms)", r["keyword"]["floor_ms"], "", ""),
-            ("hybrid (ms)", r["hybrid"]["ms"], "", f"p50 < 25 ms: {verdict(r['hybrid']['ms']['median'], 25)}"),
+            (
+                "hybrid (ms)",
+                r["hybrid"]["ms"],
+                "",
+                f"p50 < 25 ms: {verdict(r['hybrid']['ms']['median'], 25)}",
+            ),
         ]
         for label, s, against, goal in rows:
-            print(f"{label:<34}{n:>10,}{s['min']:>10.3f}{s['median']:>10.3f}{s['max']:>10.3f}  {against:<22}{goal:<18}")
+            print(
+                f"{label:<34}{n:>10,}{s['min']:>10.3f}{s['median']:>10.3f}{s['max']:>10.3f}  {against:<22}{goal:<18}"
+            )
         m = r["vector_memory"]
-        print(f"{'vector index memory (MB)':<34}{n:>10,}{m['index_bytes'] / 1e6:>30.1f}  "
-              f"{m['ratio']:.3f}x raw matrix{'':<6}<= 1.1x: {verdict(m['ratio'], 1.1)}")
+        print(
+            f"{'vector index memory (MB)':<34}{n:>10,}{m['index_bytes'] / 1e6:>30.1f}  "
+            f"{m['ratio']:.3f}x raw matrix{'':<6}<= 1.1x: {verdict(m['ratio'], 1.1)}"
+        )
         print()
     if results and results[0]["chunks"] <= 5_000:
         median = results[0]["vector_warm"]["ours_ms"]["median"]
-        print(f"5,000 chunks, exact search median {median:.3f} ms vs the ctx tool's published HNSW 0.77 ms "
-              f"(and its scan, 112.56 ms at 4,917 chunks): {verdict(median, 0.77)}")
+        print(
+            f"5,000 chunks, exact search median {median:.3f} ms vs the ctx tool's published HNSW 0.77 ms "
+            f"(and its scan, 112.56 ms at 4,917 chunks): {verdict(median, 0.77)}"
+        )
 
 
 def bench_search(args: argparse.Namespace) -> None:
@@ -381,14 +495,22 @@ def bench_search(args: argparse.Namespace) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default=str(ROOT / "bench-results" / "data"), help="where benchmark databases go")
+    parser.add_argument(
+        "--workdir",
+        default=str(ROOT / "bench-results" / "data"),
+        help="where benchmark databases go",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("ingest", help="bulk load vs sqlite3 executemany")
-    p.add_argument("--docs", type=int, default=10_000, help="documents of 10 chunks (default 10,000)")
+    p.add_argument(
+        "--docs", type=int, default=10_000, help="documents of 10 chunks (default 10,000)"
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs of each loader (default 1)")
     p.set_defaults(run=bench_ingest)
     p = commands.add_parser("search", help="vector, keyword and hybrid search")
-    p.add_argument("--large", action="store_true", help="also the 1,000,000-chunk corpus (slow to build)")
+    p.add_argument(
+        "--large", action="store_true", help="also the 1,000,000-chunk corpus (slow to build)"
+    )
     p.add_argument("--rounds", type=int, default=3, help="passes over the 50 queries (default 3)")
     p.set_defaults(run=bench_search)
     args = parser.parse_args()

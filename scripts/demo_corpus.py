@@ -22,6 +22,7 @@ Recurring threads, so that searches find related documents across sources:
 Importing this module only defines ``DemoDocument`` and ``DOCUMENTS``.
 ``_validate()`` checks the corpus invariants; it is not run on import.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -30,14 +31,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class DemoDocument:
-    source: str                 # connector label, e.g. "filesystem:docs"
-    source_id: str              # id inside the source: a relative path, a ticket key, a commit path
+    source: str  # connector label, e.g. "filesystem:docs"
+    source_id: str  # id inside the source: a relative path, a ticket key, a commit path
     title: str
     author: str
-    updated_at: str             # ISO 8601 UTC, e.g. "2026-03-14T09:30:00Z"
-    body: str                   # plain text / light markdown; paragraphs separated by one blank line
+    updated_at: str  # ISO 8601 UTC, e.g. "2026-03-14T09:30:00Z"
+    body: str  # plain text / light markdown; paragraphs separated by one blank line
     source_url: str | None = None
-    metadata: dict = field(default_factory=dict)   # small JSON-serialisable dict
+    metadata: dict = field(default_factory=dict)  # small JSON-serialisable dict
 
 
 def _t(text: str) -> str:
@@ -800,7 +801,10 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-02-20T16:05:00Z",
         body=_POSTGRES_FAILOVER_RUNBOOK,
         source_url=_DOCS + "runbooks/postgres-failover.md",
-        metadata={"tags": ["postgres", "patroni", "pgbouncer", "oncall", "failover"], "team": "database"},
+        metadata={
+            "tags": ["postgres", "patroni", "pgbouncer", "oncall", "failover"],
+            "team": "database",
+        },
     ),
     DemoDocument(
         source="filesystem:docs",
@@ -861,7 +865,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-03-14T09:30:00Z",
         body=_ADR_0007_RATE_LIMITING,
         source_url=_GIT + "docs/adr/0007-rate-limiting.md",
-        metadata={"tags": ["adr", "rate-limiting", "edge-gw", "redis"], "status": "Accepted", "team": "platform"},
+        metadata={
+            "tags": ["adr", "rate-limiting", "edge-gw", "redis"],
+            "status": "Accepted",
+            "team": "platform",
+        },
     ),
     DemoDocument(
         source="git:platform",
@@ -871,7 +879,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-04-18T10:00:00Z",
         body=_ADR_0011_HYBRID_SEARCH,
         source_url=_GIT + "docs/adr/0011-hybrid-search.md",
-        metadata={"tags": ["adr", "search", "bm25", "embeddings", "sqlite"], "status": "Accepted", "team": "search"},
+        metadata={
+            "tags": ["adr", "search", "bm25", "embeddings", "sqlite"],
+            "status": "Accepted",
+            "team": "search",
+        },
     ),
     DemoDocument(
         source="git:platform",
@@ -881,7 +893,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-02-16T11:20:00Z",
         body=_POSTMORTEM_POSTGRES,
         source_url=_GIT + "docs/postmortems/2026-02-09-postgres-failover.md",
-        metadata={"tags": ["postmortem", "postgres", "failover", "wal"], "severity": "SEV-2", "team": "database"},
+        metadata={
+            "tags": ["postmortem", "postgres", "failover", "wal"],
+            "severity": "SEV-2",
+            "team": "database",
+        },
     ),
     DemoDocument(
         source="git:platform",
@@ -912,7 +928,12 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-03-04T08:45:00Z",
         body=_OPS_142,
         source_url=_JIRA + "OPS-142",
-        metadata={"status": "Done", "priority": "P1", "assignee": "Mei Tanaka", "labels": ["postgres", "alerting"]},
+        metadata={
+            "status": "Done",
+            "priority": "P1",
+            "assignee": "Mei Tanaka",
+            "labels": ["postgres", "alerting"],
+        },
     ),
     DemoDocument(
         source="jira:ops",
@@ -922,7 +943,12 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-04-29T17:25:00Z",
         body=_OPS_157,
         source_url=_JIRA + "OPS-157",
-        metadata={"status": "Done", "priority": "P2", "assignee": "Priya Raman", "labels": ["edge-gw", "rate-limiting"]},
+        metadata={
+            "status": "Done",
+            "priority": "P2",
+            "assignee": "Priya Raman",
+            "labels": ["edge-gw", "rate-limiting"],
+        },
     ),
     DemoDocument(
         source="jira:ops",
@@ -932,7 +958,12 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-01-22T14:40:00Z",
         body=_OPS_171,
         source_url=_JIRA + "OPS-171",
-        metadata={"status": "Done", "priority": "P2", "assignee": "Lena Vogel", "labels": ["ci", "flaky-test"]},
+        metadata={
+            "status": "Done",
+            "priority": "P2",
+            "assignee": "Lena Vogel",
+            "labels": ["ci", "flaky-test"],
+        },
     ),
     DemoDocument(
         source="jira:ops",
@@ -942,7 +973,12 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-05-21T07:50:00Z",
         body=_OPS_188,
         source_url=_JIRA + "OPS-188",
-        metadata={"status": "Done", "priority": "P1", "assignee": "Dmitri Volkov", "labels": ["kafka", "incident"]},
+        metadata={
+            "status": "Done",
+            "priority": "P1",
+            "assignee": "Dmitri Volkov",
+            "labels": ["kafka", "incident"],
+        },
     ),
     DemoDocument(
         source="jira:ops",
@@ -952,7 +988,12 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         updated_at="2026-08-25T11:30:00Z",
         body=_OPS_203,
         source_url=_JIRA + "OPS-203",
-        metadata={"status": "In Progress", "priority": "P3", "assignee": "Lena Vogel", "labels": ["s3", "cost"]},
+        metadata={
+            "status": "In Progress",
+            "priority": "P3",
+            "assignee": "Lena Vogel",
+            "labels": ["s3", "cost"],
+        },
     ),
     # notes:meetings
     DemoDocument(
@@ -962,7 +1003,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         author="Priya Raman",
         updated_at="2026-02-11T15:55:00Z",
         body=_MEETING_INCIDENT_REVIEW,
-        metadata={"kind": "incident-review", "tags": ["postgres", "failover"], "facilitator": "Sam Whitfield"},
+        metadata={
+            "kind": "incident-review",
+            "tags": ["postgres", "failover"],
+            "facilitator": "Sam Whitfield",
+        },
     ),
     DemoDocument(
         source="notes:meetings",
@@ -971,7 +1016,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         author="Lena Vogel",
         updated_at="2026-04-02T16:50:00Z",
         body=_MEETING_PLATFORM_WEEKLY,
-        metadata={"kind": "weekly", "tags": ["rate-limiting", "ci", "oncall"], "chair": "Sam Whitfield"},
+        metadata={
+            "kind": "weekly",
+            "tags": ["rate-limiting", "ci", "oncall"],
+            "chair": "Sam Whitfield",
+        },
     ),
     DemoDocument(
         source="notes:meetings",
@@ -989,7 +1038,11 @@ DOCUMENTS: tuple[DemoDocument, ...] = (
         author="José Muñoz",
         updated_at="2026-10-21T15:50:00Z",
         body=_MEETING_FREEZE_PLANNING,
-        metadata={"kind": "planning", "tags": ["deploy-freeze", "release"], "chair": "Sam Whitfield"},
+        metadata={
+            "kind": "planning",
+            "tags": ["deploy-freeze", "release"],
+            "chair": "Sam Whitfield",
+        },
     ),
 )
 

@@ -62,11 +62,25 @@ def record_checkpoints(newest: dict[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", metavar="PATH", help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})")
-    parser.add_argument("--config", metavar="FILE", help="a ctx TOML config; its [db] path names the database")
-    parser.add_argument("--docs", type=int, default=0, metavar="N", help="also add N synthetic documents (10 chunks each)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic corpus (default 0)")
-    parser.add_argument("--batch-size", type=int, default=500, help="documents per transaction (default 500)")
+    parser.add_argument(
+        "--db", metavar="PATH", help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="a ctx TOML config; its [db] path names the database"
+    )
+    parser.add_argument(
+        "--docs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add N synthetic documents (10 chunks each)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed of the synthetic corpus (default 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="documents per transaction (default 500)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.docs < 0:
@@ -105,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"unchanged), {summary.chunks} chunks written in {elapsed:.1f} s"
             )
         totals = store.stats()
-        print(f"{path}: {totals.documents} documents, {totals.chunks} chunks, {totals.embedded} embedded")
+        print(
+            f"{path}: {totals.documents} documents, {totals.chunks} chunks, {totals.embedded} embedded"
+        )
     except ctx_models.CtxModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

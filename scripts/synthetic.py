@@ -14,7 +14,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-SOURCES = ("synthetic:alpha", "synthetic:beta", "synthetic:gamma", "synthetic:delta", "synthetic:epsilon")
+SOURCES = (
+    "synthetic:alpha",
+    "synthetic:beta",
+    "synthetic:gamma",
+    "synthetic:delta",
+    "synthetic:epsilon",
+)
 PARAGRAPH_BYTES = 1405
 BASE_TIME = 1_735_689_600  # 2025-01-01T00:00:00Z
 
@@ -79,7 +85,9 @@ def synthetic_documents(
     for start in range(0, count, 100):
         block = min(100, count - start)
         while True:
-            draws = rng.choice(len(words), size=(block, chunks_per_doc, per_paragraph), p=probabilities)
+            draws = rng.choice(
+                len(words), size=(block, chunks_per_doc, per_paragraph), p=probabilities
+            )
             reach = np.cumsum(lengths[draws], axis=2) > paragraph_bytes
             if reach[..., -1].all():
                 break

@@ -41,6 +41,7 @@ from ctx_models.chunking import chunk_text
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.hashing import chunk_hash
 from ctx_models.hashing import dedup_hash as our_dedup_hash
+from ctx_models.store import writes
 
 MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 CONTRACT_TABLES = ("documents", "chunks", "chunks_fts", "embeddings", "chunk_vectors", "checkpoints")
@@ -482,12 +483,12 @@ def _raise(*args, **kwargs):
     raise Boom("injected failure")
 
 
-@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "store._write_vectors", "fts.delete_fts_rows"])
+@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "writes.write_vectors", "fts.delete_fts_rows"])
 def test_replace_chunks_failure_midway_rolls_back(raw, embedder, monkeypatch, target) -> None:
     doc_id = _seed_embedded(embedder)
     before = table_rows(raw)
     module, name = target.split(".")
-    monkeypatch.setattr({"fts": fts, "store": store}[module], name, _raise)
+    monkeypatch.setattr({"fts": fts, "writes": writes}[module], name, _raise)
     vectors = embedder.embed(["x", "y"])
     with pytest.raises(Boom):
         store.replace_chunks(doc_id, ["x", "y"], vectors, embedder.model)
@@ -498,12 +499,12 @@ def test_replace_chunks_failure_midway_rolls_back(raw, embedder, monkeypatch, ta
     assert_fts_matches_chunks(raw)
 
 
-@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "store._write_vectors"])
+@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "writes.write_vectors"])
 def test_ingest_failure_midway_rolls_back(raw, embedder, monkeypatch, target) -> None:
     _seed_embedded(embedder)
     before = table_rows(raw)
     module, name = target.split(".")
-    monkeypatch.setattr({"fts": fts, "store": store}[module], name, _raise)
+    monkeypatch.setattr({"fts": fts, "writes": writes}[module], name, _raise)
     with pytest.raises(Boom):
         store.ingest("fs", "a", "completely different text", embedder=embedder)
     with pytest.raises(Boom):
@@ -832,13 +833,13 @@ def test_embed_pending_embeds_all_then_nothing(raw, three_docs, embedder, monkey
     assert pending == raw_before - 1
 
     calls: list[int] = []
-    original = store._write_vectors
+    original = writes.write_vectors
 
     def spy(db, model, chunks, matrix, now):
         calls.append(len(chunks))
         return original(db, model, chunks, matrix, now)
 
-    monkeypatch.setattr(store, "_write_vectors", spy)
+    monkeypatch.setattr(writes, "write_vectors", spy)
     done = store.embed_pending(embedder, batch_size=2)
     assert done == pending
     assert calls == [2] * (pending // 2) + ([pending % 2] if pending % 2 else [])

@@ -1,0 +1,30 @@
+"""Per-connector sync checkpoints: the newest ``updated_at`` a connector has synced."""
+
+from __future__ import annotations
+
+from ..errors import ValidationError
+from ..models import Checkpoint, bound_database
+from ..sqlite import translate_errors
+from . import inputs, writes
+
+
+def get_checkpoint(source: str) -> int | None:
+    """The stored cursor for ``source``, or ``None``; a non-integer cursor raises CorruptValueError."""
+    bound_database()
+    inputs.checked_text(source, "source", empty=False)
+    row = Checkpoint.get_or_none(Checkpoint.source == source)
+    return None if row is None else row.cursor
+
+
+def set_checkpoint(source: str, cursor: int) -> None:
+    """Store ``cursor`` (an integer, e.g. the newest ``updated_at`` synced) for ``source``."""
+    db = bound_database()
+    inputs.checked_text(source, "source", empty=False)
+    if cursor is None:
+        raise ValidationError("cursor must be an integer, got None")
+    Checkpoint.cursor.db_value(cursor)  # validates type and range before anything is sent
+    with translate_errors(db.database, "write"):
+        Checkpoint.insert(source=source, cursor=cursor, updated_at=writes.now()).on_conflict(
+            conflict_target=[Checkpoint.source],
+            preserve=[Checkpoint.cursor, Checkpoint.updated_at],
+        ).execute()

@@ -1,0 +1,122 @@
+"""Embeddings and vectors: upserting, finding what needs embedding, embedding it, clearing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from peewee import JOIN
+
+from ..embedders import Embedder, embed_texts
+from ..errors import DimensionMismatchError, ValidationError
+from ..fields import encode_vector
+from ..models import Chunk, ChunkVector, Embedding, bound_database
+from ..sqlite import translate_errors
+from . import inputs, writes
+
+log = logging.getLogger(__name__)
+
+
+def upsert_embeddings(rows: Iterable[Any]) -> int:
+    """Write embeddings and vectors for many chunks in one transaction.
+
+    ``rows`` are ``(chunk_id, model, vector)`` tuples or mappings with those
+    keys. All vectors of one model must have one length, the length already
+    stored for that model if any; otherwise nothing is written.
+    """
+    db = bound_database()
+    by_model: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+    for n, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            row = (row.get("chunk_id"), row.get("model"), row.get("vector"))
+        if not isinstance(row, (tuple, list)) or len(row) != 3:
+            raise ValidationError(f"row {n}: expected (chunk_id, model, vector)")
+        chunk_id, model, vector = row
+        inputs.checked_text(chunk_id, f"row {n} chunk_id", empty=False)
+        inputs.checked_text(model, f"row {n} model", empty=False)
+        array = np.frombuffer(encode_vector(vector, f"row {n} vector"), dtype="<f4")
+        ids, vectors = by_model.setdefault(model, ([], []))
+        if vectors and len(vectors[0]) != len(array):
+            raise DimensionMismatchError(
+                f"row {n}: {len(array)}-dim vector for model {model!r}, whose other vectors "
+                f"here have {len(vectors[0])} dims"
+            )
+        ids.append(chunk_id)
+        vectors.append(array)
+    total = 0
+    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+        now = writes.now()
+        for model, (ids, vectors) in by_model.items():
+            found = writes.chunk_parents(db, ids)
+            missing = [c for c in ids if c not in found]
+            if missing:
+                raise ValidationError(
+                    f"{len(missing)} chunk id(s) not found, e.g. {missing[:3]}; nothing was written"
+                )
+            chunks = [(c, found[c][0], found[c][1]) for c in ids]
+            total += writes.write_vectors(db, model, chunks, np.stack(vectors), now)
+    return total
+
+
+def _pending_query(model: str) -> Any:
+    return (
+        Chunk.select(Chunk)
+        .join(
+            Embedding,
+            JOIN.LEFT_OUTER,
+            on=(Embedding.chunk == Chunk.id) & (Embedding.model == model),
+        )
+        .where(Embedding.chunk.is_null() | (Embedding.hash != Chunk.hash))
+        .order_by(Chunk.document, Chunk.chunk_index)
+    )
+
+
+def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
+    """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs)."""
+    bound_database()
+    inputs.checked_text(model, "model", empty=False)
+    query = _pending_query(model)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(query)
+
+
+def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool = False) -> int:
+    """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count."""
+    db = bound_database()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+    writes.check_dims(db, embedder.model, embedder.dims)
+    total_pending = _pending_query(embedder.model).count()
+    done = 0
+    with writes.progress(progress, total_pending, "chunks") as bar:
+        while True:
+            chunks = pending_chunks(embedder.model, limit=batch_size)
+            if not chunks:
+                break
+            matrix = embed_texts(embedder, [c.text for c in chunks])
+            with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+                # Chunks replaced meanwhile by another writer are skipped, not errors.
+                found = writes.chunk_parents(db, [c.id for c in chunks])
+                keep = [
+                    i for i, c in enumerate(chunks) if found.get(c.id, (None, None))[1] == c.hash
+                ]
+                rows = [(chunks[i].id, found[chunks[i].id][0], chunks[i].hash) for i in keep]
+                done += writes.write_vectors(db, embedder.model, rows, matrix[keep], writes.now())
+            bar.update(len(chunks))
+    log.info("embedded %d chunks with %s", done, embedder.model)
+    return done
+
+
+def clear_embeddings(model: str | None = None) -> int:
+    """Delete embeddings and vectors (of ``model``, or all); returns how many embeddings went."""
+    db = bound_database()
+    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+        if model is None:
+            ChunkVector.delete().execute()
+            return Embedding.delete().execute()
+        of_model = Embedding.select(Embedding.chunk).where(Embedding.model == model)
+        ChunkVector.delete().where(ChunkVector.chunk.in_(of_model)).execute()
+        return Embedding.delete().where(Embedding.model == model).execute()

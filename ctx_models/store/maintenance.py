@@ -1,0 +1,175 @@
+"""Deleting documents and sources, totals, and export as JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from peewee import JOIN
+
+from ..fields import from_epoch
+from ..models import Checkpoint, Chunk, Document, bound_database
+from ..sqlite import translate_errors
+from . import inputs, writes
+
+
+def delete_document(document_id: str) -> bool:
+    """Delete a document and everything of it (children first); False if there was none."""
+    db = bound_database()
+    inputs.checked_text(document_id, "document id", empty=False)
+    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+        if not Document.select().where(Document.id == document_id).exists():
+            return False
+        writes.delete_children(db, [document_id], deleting_documents=True)
+        Document.delete().where(Document.id == document_id).execute()
+    return True
+
+
+def delete_source(source: str) -> int:
+    """Delete every document of ``source`` and everything of them; returns the document count."""
+    db = bound_database()
+    inputs.checked_text(source, "source", empty=False)
+    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+        of_source: Any = Document.select(Document.id).where(Document.source == source).tuples()
+        ids = [row[0] for row in of_source]
+        writes.delete_children(db, ids, deleting_documents=True)
+        for batch in writes.batches(ids):
+            Document.delete().where(Document.id.in_(batch)).execute()
+        Checkpoint.delete().where(Checkpoint.source == source).execute()
+    return len(ids)
+
+
+@dataclass
+class SourceStats:
+    source: str
+    documents: int
+    chunks: int
+    embedded: int
+    checkpoint: int | None
+    checkpoint_at: str | None
+
+
+@dataclass
+class StoreStats:
+    documents: int
+    chunks: int
+    embedded: int
+    stale: int
+    models: dict[str, int]
+    size_bytes: int
+    sources: list[SourceStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stats() -> StoreStats:
+    """Totals, per-source counts and the database size on disk (WAL file included)."""
+    db = bound_database()
+    with db.atomic():  # one snapshot for every count
+        per_source = db.execute_sql(
+            """
+            SELECT d.source, count(DISTINCT d.id), count(c.id),
+                   count(e.chunk_id), k.cursor, k.updated_at
+            FROM documents d
+            LEFT JOIN chunks c ON c.document_id = d.id
+            LEFT JOIN embeddings e ON e.chunk_id = c.id AND e.hash = c.hash
+            LEFT JOIN checkpoints k ON k.source = d.source
+            GROUP BY d.source ORDER BY d.source
+            """
+        ).fetchall()
+        stale = db.execute_sql(
+            "SELECT count(*) FROM embeddings e JOIN chunks c ON c.id = e.chunk_id WHERE e.hash != c.hash"
+        ).fetchone()[0]
+        models = dict(
+            db.execute_sql("SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY model")
+        )
+        orphan_checkpoints = db.execute_sql(
+            "SELECT source, cursor, updated_at FROM checkpoints "
+            "WHERE source NOT IN (SELECT DISTINCT source FROM documents) ORDER BY source"
+        ).fetchall()
+    sources = [
+        SourceStats(src, docs, chunks, embedded, _cursor_or_none(cursor), _iso(at))
+        for src, docs, chunks, embedded, cursor, at in per_source
+    ] + [
+        SourceStats(src, 0, 0, 0, _cursor_or_none(cursor), _iso(at))
+        for src, cursor, at in orphan_checkpoints
+    ]
+    return StoreStats(
+        documents=sum(s.documents for s in sources),
+        chunks=sum(s.chunks for s in sources),
+        embedded=sum(s.embedded for s in sources),
+        stale=stale,
+        models=models,
+        size_bytes=_size_on_disk(db.database),
+        sources=sorted(sources, key=lambda s: s.source),
+    )
+
+
+def _cursor_or_none(value: Any) -> int | None:
+    try:
+        return Checkpoint.cursor.python_value(value)
+    except Exception:
+        return None
+
+
+def _iso(epoch: Any) -> str | None:
+    if epoch is None:
+        return None
+    return from_epoch(epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _size_on_disk(path: str) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.path.getsize(path + suffix)
+        except OSError:
+            pass
+    return total
+
+
+def export(fp: IO[str], *, source: str | None = None) -> int:
+    """Write every document (of ``source``, or all) with its chunks as JSON Lines; returns the count.
+
+    Rows stream from one read transaction, so memory stays flat and the output
+    is one consistent snapshot.
+    """
+    db = bound_database()
+    query = (
+        Document.select(Document, Chunk.id, Chunk.chunk_index, Chunk.text, Chunk.hash)
+        .join(Chunk, JOIN.LEFT_OUTER, on=(Chunk.document == Document.id))
+        .order_by(Document.source, Document.source_id, Chunk.chunk_index)
+    )
+    if source is not None:
+        query = query.where(Document.source == source)
+    count = 0
+    current: dict[str, Any] | None = None
+    columns = [f.column_name for f in Document._meta.sorted_fields]
+    with db.atomic():
+        for row in db.execute_sql(*query.sql()):
+            doc = dict(zip(columns, row[: len(columns)]))
+            chunk_id, index, text, digest = row[len(columns) :]
+            if current is None or current["id"] != doc["id"]:
+                if current is not None:
+                    fp.write(json.dumps(current, ensure_ascii=False) + "\n")
+                    count += 1
+                doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
+                current = {**doc, "chunks": []}
+            if chunk_id is not None:
+                current["chunks"].append(
+                    {"id": chunk_id, "chunk_index": index, "text": text, "hash": digest}
+                )
+        if current is not None:
+            fp.write(json.dumps(current, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _metadata_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

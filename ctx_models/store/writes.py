@@ -1,0 +1,207 @@
+"""The row writes every store function shares: bulk statements, chunk and vector inserts, child deletes.
+
+Nothing here opens a transaction: callers do, so each public function is one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from peewee import Database
+
+from .. import fts
+from ..bulk import BulkInsert
+from ..errors import DimensionMismatchError, VectorError
+from ..fields import encode_vector
+from ..hashing import chunk_hash
+from ..models import Chunk, ChunkVector, Document, Embedding, new_id
+
+# Parameters per IN (...) list; SQLite allows 32766, this keeps statements small.
+IN_BATCH = 500
+
+DOCUMENT_FIELDS = (
+    Document.id,
+    Document.source,
+    Document.source_id,
+    Document.source_url,
+    Document.title,
+    Document.author,
+    Document.created_at,
+    Document.updated_at,
+    Document.content_type,
+    Document.body,
+    Document.metadata,
+    Document.raw_json,
+    Document.dedup_hash,
+)
+# Columns an upsert replaces: all but id and created_at, as the contract says.
+DOCUMENT_REPLACED = [f for f in DOCUMENT_FIELDS if f.name not in ("id", "created_at")]
+
+DOCUMENT_UPSERT = BulkInsert(
+    Document,
+    DOCUMENT_FIELDS,
+    lambda q: q.on_conflict(
+        conflict_target=[Document.source, Document.source_id], preserve=DOCUMENT_REPLACED
+    ),
+)
+CHUNK_INSERT = BulkInsert(
+    Chunk, (Chunk.id, Chunk.document, Chunk.chunk_index, Chunk.text, Chunk.hash)
+)
+EMBEDDING_UPSERT = BulkInsert(
+    Embedding,
+    (Embedding.chunk, Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash),
+    lambda q: q.on_conflict(
+        conflict_target=[Embedding.chunk],
+        preserve=[Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash],
+    ),
+)
+VECTOR_UPSERT = BulkInsert(
+    ChunkVector,
+    (ChunkVector.chunk, ChunkVector.document, ChunkVector.embedding),
+    lambda q: q.on_conflict(
+        conflict_target=[ChunkVector.chunk],
+        preserve=[ChunkVector.document, ChunkVector.embedding],
+    ),
+)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def batches(items: Sequence[Any], size: int = IN_BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def stored_dims(db: Database, model: str) -> int | None:
+    row = db.execute_sql("SELECT dims FROM embeddings WHERE model = ? LIMIT 1", (model,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def check_dims(db: Database, model: str, dims: int) -> None:
+    stored = stored_dims(db, model)
+    if stored is not None and stored != dims:
+        raise DimensionMismatchError(
+            f"model {model!r} already has {stored}-dim vectors in this database; refusing "
+            f"{dims}-dim ones. Use another model name, or clear_embeddings({model!r}) first"
+        )
+
+
+def delete_children(db: Database, document_ids: Sequence[str], *, deleting_documents: bool) -> None:
+    """Delete vectors, embeddings, FTS rows and chunks of these documents, children first."""
+    for batch in batches(list(document_ids)):
+        chunk_ids = Chunk.select(Chunk.id).where(Chunk.document.in_(batch))
+        ChunkVector.delete().where(ChunkVector.chunk.in_(chunk_ids)).execute()
+        if deleting_documents:
+            ChunkVector.delete().where(ChunkVector.document.in_(batch)).execute()
+        Embedding.delete().where(Embedding.chunk.in_(chunk_ids)).execute()
+        fts.delete_fts_rows(db, batch, always_scan=deleting_documents)
+        Chunk.delete().where(Chunk.document.in_(batch)).execute()
+
+
+def insert_chunks(
+    db: Database,
+    chunk_sets: Sequence[tuple[str, Sequence[str], Sequence[str] | None]],
+) -> list[tuple[str, str, str, str]]:
+    """Insert chunks (document id, texts, optional ids) and their FTS rows.
+
+    Returns (chunk id, document id, text, hash) per chunk, in insertion order.
+    """
+    written: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, int, str, str]] = []
+    for document_id, texts, ids in chunk_sets:
+        for index, text in enumerate(texts):
+            chunk_id = ids[index] if ids else new_id()
+            digest = chunk_hash(text)
+            rows.append((chunk_id, document_id, index, text, digest))
+            written.append((chunk_id, document_id, text, digest))
+    if not rows:
+        return written
+    before = fts.max_chunk_rowid(db)
+    CHUNK_INSERT.execute(db, rows)
+    copied = fts.insert_fts_rows_since(db, before)
+    if copied != len(rows):
+        raise RuntimeError(f"wrote {copied} FTS rows for {len(rows)} chunks; rolled back")
+    return written
+
+
+def write_vectors(
+    db: Database,
+    model: str,
+    chunks: Sequence[tuple[str, str, str]],
+    matrix: np.ndarray,
+    now: int,
+) -> int:
+    """Upsert embeddings and vectors for (chunk id, document id, hash) rows of ``matrix``."""
+    if not len(chunks):
+        return 0
+    check_dims(db, model, matrix.shape[1])
+    blobs = matrix.astype("<f4", copy=False)
+    EMBEDDING_UPSERT.execute(
+        db, ((chunk_id, model, matrix.shape[1], now, digest) for chunk_id, _, digest in chunks)
+    )
+    VECTOR_UPSERT.execute(
+        db,
+        (
+            (chunk_id, document_id, blobs[i].tobytes())
+            for i, (chunk_id, document_id, _) in enumerate(chunks)
+        ),
+    )
+    return len(chunks)
+
+
+def vector_matrix(vectors: Any, count: int, what: str = "vectors") -> np.ndarray:
+    """Validate one vector per chunk and stack them into a float32 matrix."""
+    if isinstance(vectors, (str, bytes)):
+        raise VectorError(f"{what}: expected one vector per chunk, got {type(vectors).__name__}")
+    try:
+        rows = list(vectors)
+    except TypeError:
+        raise VectorError(
+            f"{what}: expected one vector per chunk, got {type(vectors).__name__}"
+        ) from None
+    if len(rows) != count:
+        raise VectorError(f"{what}: got {len(rows)} vectors for {count} chunks")
+    arrays = [
+        np.frombuffer(encode_vector(v, f"{what}[{i}]"), dtype="<f4") for i, v in enumerate(rows)
+    ]
+    lengths = sorted({len(a) for a in arrays})
+    if len(lengths) > 1:
+        raise DimensionMismatchError(
+            f"{what}: vectors have different lengths {lengths}; all vectors of one model "
+            "must have one length"
+        )
+    return np.stack(arrays).astype(np.float32)
+
+
+def chunk_parents(db: Database, chunk_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """chunk id -> (document id, hash) for the chunks that exist."""
+    found: dict[str, tuple[str, str]] = {}
+    for batch in batches(list(dict.fromkeys(chunk_ids))):
+        query = Chunk.select(Chunk.id, Chunk.document, Chunk.hash).where(Chunk.id.in_(batch))
+        for chunk_id, document_id, digest in db.execute_sql(*query.sql()):
+            found[chunk_id] = (document_id, digest)
+    return found
+
+
+class NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress(enabled: bool, total: int | None, unit: str) -> Any:
+    if not enabled:
+        return NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False)

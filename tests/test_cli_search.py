@@ -1,0 +1,300 @@
+"""`ctx-models search` on a database seeded by scripts/seed.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ANSI = re.compile(r"\x1b\[")
+RESULT_LINE = re.compile(r"^\s*(\d+)\. \[(\d\.\d{3})\] (.+)$")
+WHERE_LINE = re.compile(r"^    (\S+) · (.+) · updated (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+EXPLAIN_LINE = re.compile(
+    r"^    explain: keyword (\d\.\d{3}) · semantic (\d\.\d{3}) · alpha (\d\.\d{2}) · "
+    r"candidates (\d+) keyword, (\d+) vector$"
+)
+FIELDS = {"id", "title", "source", "source_id", "source_url", "updated_at", "score", "snippet", "chunk_id"}
+SOURCES = {"filesystem:docs", "git:platform", "jira:ops", "notes:meetings"}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli-search") / "seeded.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("CTX_MODELS_DB", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "seed.py"), "--db", str(path), "-q"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] >= 20
+        assert conn.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0] > 0
+    finally:
+        conn.close()
+    return path
+
+
+@pytest.fixture
+def search_cli(run_cli, seeded):
+    def run(*args: str) -> tuple[int, str, str]:
+        return run_cli("search", *args, "--db", str(seeded))
+
+    return run
+
+
+def _json(search_cli, *args: str) -> list[dict]:
+    code, out, err = search_cli(*args, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert isinstance(data, list)
+    return data
+
+
+def _blocks(out: str) -> list[list[str]]:
+    """The text output split into one list of lines per result."""
+    blocks, current = [], []
+    for line in out.splitlines():
+        if RESULT_LINE.match(line):
+            if current:
+                blocks.append(current)
+            current = [line]
+        elif line.strip() and current:
+            current.append(line)
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def test_hybrid_explain_text(search_cli):
+    code, out, err = search_cli("postgres failover", "--mode", "hybrid", "--explain")
+    assert code == 0, err
+    assert err == ""
+    blocks = _blocks(out)
+    assert 1 <= len(blocks) <= 12
+    for rank, block in enumerate(blocks, 1):
+        number, score, _title = RESULT_LINE.match(block[0]).groups()
+        assert int(number) == rank
+        assert 0.0 <= float(score) <= 1.0
+        assert WHERE_LINE.match(block[1]), block[1]
+        explains = [EXPLAIN_LINE.match(line) for line in block if EXPLAIN_LINE.match(line)]
+        assert len(explains) == 1, block
+        keyword, semantic, alpha, k_count, v_count = explains[0].groups()
+        assert float(alpha) == 0.6
+        assert 0.0 <= float(keyword) <= 1.0 and 0.0 <= float(semantic) <= 1.0
+        assert float(score) == pytest.approx(0.4 * float(keyword) + 0.6 * float(semantic), abs=2e-3)
+        assert int(k_count) > 0 and int(v_count) > 0
+    assert "postgres" in blocks[0][0].lower()
+    scores = [float(RESULT_LINE.match(b[0]).group(2)) for b in blocks]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_no_explain_lines_without_flag(search_cli):
+    code, out, _ = search_cli("postgres failover")
+    assert code == 0
+    assert _blocks(out)
+    assert "explain:" not in out
+
+
+def test_piped_output_is_plain(search_cli):
+    """capsys stands for a pipe: no ANSI escapes and no >>> <<< markers."""
+    code, out, _ = search_cli("postgres failover", "--explain")
+    assert code == 0
+    assert not ANSI.search(out)
+    assert ">>>" not in out and "<<<" not in out
+    # The highlighted words are still there, as plain text.
+    snippet_lines = [b[-2] if b[-1].startswith("    explain:") else b[-1] for b in _blocks(out)]
+    assert any("postgres" in line.lower() for line in snippet_lines)
+
+
+def test_json_has_search_result_fields(search_cli):
+    data = _json(search_cli, "postgres failover", "--explain")
+    assert 1 <= len(data) <= 12
+    for item in data:
+        assert set(item) == FIELDS | {"explain"}
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", item["updated_at"])
+        assert 0.0 <= item["score"] <= 1.0
+        assert item["source"] in SOURCES
+        assert set(item["explain"]) >= {"keyword", "semantic", "alpha", "keyword_candidates", "vector_candidates"}
+    assert [i["score"] for i in data] == sorted((i["score"] for i in data), reverse=True)
+    plain = _json(search_cli, "postgres failover")
+    assert all(set(item) == FIELDS for item in plain)
+    assert [i["id"] for i in plain] == [i["id"] for i in data]
+
+
+def test_json_matches_library(search_cli, seeded):
+    import ctx_models
+    from ctx_models import search
+    from ctx_models.embedders import HashingEmbedder
+
+    data = _json(search_cli, "kafka consumer lag", "--limit", "7")
+    database = ctx_models.connect(seeded)
+    try:
+        embedder = HashingEmbedder(384)
+        expected = search.hybrid_search(
+            "kafka consumer lag", embedder.embed(["kafka consumer lag"])[0], limit=7, model=embedder.model
+        )
+    finally:
+        database.close()
+    assert [i["id"] for i in data] == [r.id for r in expected]
+    assert [i["score"] for i in data] == pytest.approx([r.score for r in expected])
+
+
+def test_keyword_mode(search_cli):
+    data = _json(search_cli, "postgres failover", "--mode", "keyword", "--explain")
+    assert data
+    for item in data:
+        assert item["explain"]["alpha"] == 0.0
+        assert item["explain"]["semantic"] == 0.0
+        assert item["explain"]["vector_candidates"] == 0
+        assert ">>>" in item["snippet"]  # JSON keeps the markers
+    code, out, _ = search_cli("postgres failover", "--mode", "keyword", "--explain")
+    assert code == 0 and "alpha 0.00" in out and ", 0 vector" in out
+
+
+def test_semantic_mode(search_cli):
+    data = _json(search_cli, "postgres failover", "--mode", "semantic", "--explain")
+    assert data
+    for item in data:
+        assert item["explain"]["alpha"] == 1.0
+        assert item["explain"]["keyword"] == 0.0
+        assert item["explain"]["keyword_candidates"] == 0
+        assert item["score"] == pytest.approx(item["explain"]["semantic"])
+    assert data[0]["score"] == pytest.approx(1.0)
+    # Semantic mode finds documents without the words, which keyword mode cannot.
+    nonsense = _json(search_cli, "xyzzyplugh", "--mode", "semantic")
+    assert _json(search_cli, "xyzzyplugh", "--mode", "keyword") == []
+    assert isinstance(nonsense, list)
+
+
+def test_modes_differ(search_cli):
+    keyword = [i["id"] for i in _json(search_cli, "on-call handover", "--mode", "keyword", "--limit", "20")]
+    semantic = [i["id"] for i in _json(search_cli, "on-call handover", "--mode", "semantic", "--limit", "20")]
+    assert keyword and semantic
+    assert keyword != semantic
+
+
+def test_source_filter(search_cli):
+    for source in ("jira:ops", "git:platform"):
+        data = _json(search_cli, "postgres", "--source", source, "--limit", "20")
+        assert data
+        assert {item["source"] for item in data} == {source}
+        code, out, _ = search_cli("postgres", "--source", source)
+        assert code == 0
+        where = [WHERE_LINE.match(b[1]).group(1) for b in _blocks(out)]
+        assert where and set(where) == {source}
+    assert _json(search_cli, "postgres", "--source", "no:such-source") == []
+    code, out, _ = search_cli("postgres", "--source", "no:such-source")
+    assert code == 0 and out.strip() == "no results"
+
+
+def test_since_filter(search_cli):
+    everything = _json(search_cli, "postgres", "--limit", "50")
+    assert any(item["updated_at"] < "2026-05-01" for item in everything)
+    recent = _json(search_cli, "postgres", "--since", "2026-05-01", "--limit", "50")
+    assert recent
+    assert all(item["updated_at"] >= "2026-05-01T00:00:00Z" for item in recent)
+    assert {i["id"] for i in recent} == {i["id"] for i in everything if i["updated_at"] >= "2026-05-01"}
+    assert _json(search_cli, "postgres", "--since", "2030-01-01") == []
+
+
+def test_source_and_since_together(search_cli):
+    data = _json(search_cli, "postgres", "--source", "jira:ops", "--since", "2026-04-01", "--limit", "20")
+    assert data
+    assert all(i["source"] == "jira:ops" and i["updated_at"] >= "2026-04-01" for i in data)
+
+
+def test_limit(search_cli):
+    assert len(_json(search_cli, "postgres failover", "--limit", "3")) == 3
+    assert len(_json(search_cli, "postgres failover", "--limit", "1")) == 1
+    assert len(_json(search_cli, "postgres failover")) == 12
+    code, out, _ = search_cli("postgres failover", "--limit", "2")
+    assert code == 0 and len(_blocks(out)) == 2
+    five = [i["id"] for i in _json(search_cli, "postgres failover", "--limit", "5")]
+    assert five == [i["id"] for i in _json(search_cli, "postgres failover", "--limit", "12")][:5]
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_bad_limit_is_one_line_error(search_cli, limit):
+    code, out, err = search_cli("postgres", "--limit", limit)
+    assert code != 0
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_alpha(search_cli):
+    for alpha in ("0", "0.25", "1"):
+        data = _json(search_cli, "postgres failover", "--alpha", alpha, "--explain", "--limit", "20")
+        assert data
+        for item in data:
+            e = item["explain"]
+            assert e["alpha"] == float(alpha)
+            assert item["score"] == pytest.approx((1 - float(alpha)) * e["keyword"] + float(alpha) * e["semantic"])
+    semantic = _json(search_cli, "postgres failover", "--mode", "semantic", "--limit", "20")
+    alpha_one = _json(search_cli, "postgres failover", "--alpha", "1", "--limit", "20")
+    assert [i["id"] for i in alpha_one][:5] == [i["id"] for i in semantic][:5]
+    keyword = _json(search_cli, "postgres failover", "--mode", "keyword", "--limit", "20")
+    alpha_zero = _json(search_cli, "postgres failover", "--alpha", "0", "--limit", "20")
+    positive = [i["id"] for i in alpha_zero if i["score"] > 0]
+    assert positive == [i["id"] for i in keyword if i["score"] > 0]
+    # Clamped, not refused.
+    clamped = _json(search_cli, "postgres failover", "--alpha", "5", "--limit", "20")
+    assert [(i["id"], i["score"]) for i in clamped] == [(i["id"], i["score"]) for i in alpha_one]
+
+
+def test_nan_alpha_is_one_line_error(search_cli):
+    code, out, err = search_cli("postgres", "--alpha", "nan")
+    assert code != 0
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_mode_exits_2_with_one_line(search_cli):
+    code, out, err = search_cli("postgres", "--mode", "fuzzy")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "fuzzy" in lines[0]
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-45", "2026/05/01", "2026-05-01T00:00:00"])
+def test_bad_since_is_one_line_error(search_cli, since):
+    code, out, err = search_cli("postgres", "--since", since)
+    assert code != 0
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "since" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_hostile_queries_do_not_fail(search_cli):
+    for query in ['"unbalanced', "NEAR(", "text:foo", "*:-", "🙂", "a" * 10_000, "postgres\x01failover"]:
+        code, out, err = search_cli(query, "--mode", "keyword")
+        assert code == 0, (query[:20], err)
+        assert err == ""
+    data = _json(search_cli, 'postgres" AND (failover', "--mode", "keyword")
+    assert data == _json(search_cli, "postgres AND failover", "--mode", "keyword")
+
+
+def test_no_results_message(search_cli):
+    code, out, err = search_cli("zzqxqzz", "--mode", "keyword")
+    assert code == 0
+    assert out.strip() == "no results"
+    assert _json(search_cli, "", "--mode", "keyword") == []
+
+
+def test_missing_database_is_one_line_error(run_cli, tmp_path):
+    code, out, err = run_cli("search", "postgres", "--db", str(tmp_path / "nope" / "missing.sqlite"))
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
