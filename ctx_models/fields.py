@@ -96,10 +96,15 @@ class EpochField(IntegerField):
 def encode_vector(value: Any, what: str = "vector") -> bytes:
     """Validate a 1-D numeric vector and pack it as little-endian float32 bytes."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        # Already packed: check it decodes to a valid vector, then keep it as is.
-        return (
-            validate_vector(decode_vector(bytes(value), what), what).astype(VECTOR_DTYPE).tobytes()
-        )
+        # Already packed: check it is whole float32 values, then validate those.
+        packed = bytes(value)
+        if not packed or len(packed) % 4:
+            raise VectorError(
+                f"{what}: {len(packed)} bytes is not a packed float32 vector "
+                "(a positive multiple of 4 bytes)"
+            )
+        array = np.frombuffer(packed, dtype=VECTOR_DTYPE)
+        return validate_vector(array, what).astype(VECTOR_DTYPE).tobytes()
     if isinstance(value, str):
         raise VectorError(f"{what}: expected a sequence of numbers or a numpy array, got a string")
     try:

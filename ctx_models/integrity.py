@@ -28,6 +28,7 @@ import numpy as np
 from peewee import Database
 
 from .errors import CorruptValueError
+from .fields import MAX_EPOCH
 from .models import MODELS, Checkpoint, bound_database
 from .schema import describe_schema, run_migrations, schema_differences
 from .sqlite import translate_errors
@@ -179,6 +180,22 @@ _CHECKS = (
         "SELECT id FROM documents WHERE id NOT IN (SELECT document_id FROM chunks)",
         False,
         "ingest these documents again",
+    ),
+    _Check(
+        "bad_timestamps",
+        "rows whose timestamp is not epoch seconds (an integer from 0 to 9999-12-31)",
+        " UNION ALL ".join(
+            f"SELECT {key} FROM {table} WHERE typeof({column}) != 'integer' "
+            f"OR {column} < 0 OR {column} > {MAX_EPOCH}"
+            for table, key, column in (
+                ("documents", "id", "created_at"),
+                ("documents", "id", "updated_at"),
+                ("embeddings", "chunk_id", "created_at"),
+                ("checkpoints", "source", "updated_at"),
+            )
+        ),
+        False,
+        "ingest these documents again (or set_checkpoint) with epoch seconds",
     ),
     _Check(
         "bad_metadata",

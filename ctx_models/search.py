@@ -18,6 +18,7 @@ reads one snapshot of the database.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import numbers
 import sqlite3
@@ -33,7 +34,7 @@ from peewee import SQL, Database
 
 from . import fts
 from .errors import QuerySyntaxError, ValidationError, VectorError
-from .fields import encode_vector, to_epoch
+from .fields import MAX_EPOCH, encode_vector, to_epoch
 from .models import ChunkFTS, Document, bound_database
 from .vector_index import index_for
 
@@ -47,6 +48,8 @@ __all__ = [
     "parse_since",
     "MODES",
 ]
+
+log = logging.getLogger(__name__)
 
 MODES = ("keyword", "semantic", "hybrid")
 MAX_LIMIT = 10_000
@@ -311,8 +314,22 @@ def _alpha(mode: str, alpha: Any) -> float:
     return min(1.0, max(0.0, float(alpha)))
 
 
-def _iso(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(epoch: Any) -> str:
+    """ISO 8601 for epoch seconds; a value that is not epoch seconds is shown as stored."""
+    if isinstance(epoch, int) and 0 <= epoch <= MAX_EPOCH:
+        return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(epoch)
+
+
+def _epoch_or_zero(row: tuple[Any, ...]) -> int:
+    """updated_at for tie-breaks; a value another program stored badly sorts as oldest."""
+    value = row[5]
+    if isinstance(value, int):
+        return value
+    log.warning(
+        "document %s has updated_at %r, not epoch seconds; run `ctx-models check`", row[0], value
+    )
+    return 0
 
 
 def hybrid_search(
@@ -403,7 +420,7 @@ def _rank(
             documents[row[0]] = row
     ranked = sorted(
         (doc_id for doc_id in best if doc_id in documents),
-        key=lambda d: (-best[d][0], -int(documents[d][5]), d),
+        key=lambda d: (-best[d][0], -_epoch_or_zero(documents[d]), d),
     )
     results = []
     for doc_id in ranked[:limit]:
@@ -416,7 +433,7 @@ def _rank(
                 source=source,
                 source_id=source_id,
                 source_url=url,
-                updated_at=_iso(int(updated_at)),
+                updated_at=_iso(updated_at),
                 score=score,
                 snippet=chunks[chunk_id].snippet,
                 chunk_id=chunk_id,

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +38,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BUSY_TIMEOUT = 30.0
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-# Order matters: the busy timeout (set by sqlite3.connect) is already active when
-# journal_mode=wal needs its brief exclusive lock, so concurrent openers wait.
+# Set on every connection. WAL is switched on separately (see _switch_to_wal).
 # A 64 MB page cache (an upper bound, not an allocation) speeds bulk loads and
 # FTS5 segment merges; SQLite's default is 2 MB.
 PRAGMAS = (
-    ("journal_mode", "wal"),
     ("foreign_keys", 1),
     ("synchronous", "normal"),
     ("cache_size", -65536),
@@ -131,6 +130,25 @@ def translate_errors(path: Any, action: str = "open") -> Iterator[None]:
         raise DatabaseError(f"cannot {action} {path}: {message}") from exc
 
 
+def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
+    """Turn on WAL, retrying while another process holds the lock, for up to ``timeout`` seconds.
+
+    Changing the journal mode of a new file takes an exclusive lock, and SQLite
+    does not wait for it through the busy handler (it could deadlock), so several
+    processes opening one new file at once would fail at once without this.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return str(db.execute_sql("PRAGMA journal_mode = wal").fetchone()[0])
+        except (sqlite3.OperationalError, peewee.OperationalError) as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 def connect(
     path: str | os.PathLike[str],
     *,
@@ -176,7 +194,7 @@ def connect(
         db = SqliteDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
-        mode = db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+        mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
     if raw != ":memory:" and str(mode).lower() != "wal":
         db.close()
         raise DatabaseError(

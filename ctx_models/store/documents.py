@@ -39,7 +39,12 @@ def replace_chunks(
         inputs.checked_text(c.text if isinstance(c, Chunk) else c, f"chunk {i}")
         for i, c in enumerate(texts_or_chunks)
     ]
-    ids = [c.id if isinstance(c, Chunk) and c.id else new_id() for c in texts_or_chunks]
+    ids = [
+        inputs.checked_text(c.id, f"chunk {i} id", empty=False)
+        if isinstance(c, Chunk) and c.id
+        else new_id()
+        for i, c in enumerate(texts_or_chunks)
+    ]
     matrix, model_name = None, ""
     if vectors is not None:
         if model is None:
