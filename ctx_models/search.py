@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import peewee
@@ -61,9 +61,11 @@ _WINNERS_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A chunk found by one signal; ``score`` is raw (−rank for BM25, cosine for vectors)."""
+class Candidate(NamedTuple):
+    """A chunk found by one signal; ``score`` is raw (−rank for BM25, cosine for vectors).
+
+    A named tuple: results are built in bulk on every search, and a tuple is cheap.
+    """
 
     chunk_id: str
     document_id: str
@@ -255,16 +257,19 @@ def _vector_rows(
     model: str | None,
     outer_transaction: bool,
 ) -> list[Candidate]:
-    index = index_for(db, db.connection())
-    index.ensure_fresh(db.connection(), may_hold_uncommitted=outer_transaction)
+    conn = db.connection()
+    index = index_for(db, conn)
+    index.ensure_fresh(conn, may_hold_uncommitted=outer_transaction)
     hits = index.search(query, limit, source=source, since=since, model=model)
     if not hits:
         return []
-    rowids = [r for r, _ in hits]
-    details = _WINNERS_SQL.format(params=", ".join("?" * len(rowids)))
-    found = {row[0]: row[1:] for row in db.execute_sql(details, rowids)}
+    details = _WINNERS_SQL.format(params=", ".join("?" * len(hits)))
+    found = {row[0]: row for row in conn.execute(details, [rowid for rowid, _ in hits]).fetchall()}
+    # A winner missing here was deleted since the index was built: never return it.
     return [
-        Candidate(found[r][0], found[r][1], score, found[r][2]) for r, score in hits if r in found
+        Candidate(row[1], row[2], score, row[3])
+        for rowid, score in hits
+        if (row := found.get(rowid)) is not None
     ]
 
 

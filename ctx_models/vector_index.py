@@ -32,11 +32,12 @@ __all__ = ["VectorIndex", "index_for"]
 
 log = logging.getLogger(__name__)
 
-# Vectors in table (rowid) order. Document ids come from a scan of the small
-# document index instead, and models only when a model filter asks for them:
-# joining per row would cost more than reading the vectors.
-_VECTORS_SQL = "SELECT rowid, embedding FROM chunk_vectors"
-_VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
+# Row ids come from a covering index (small), BLOBs from one table scan in rowid
+# order; per-row documents and models are read only when a filter needs them,
+# because joining per row costs more than reading the vectors.
+_VECTOR_ROWIDS_SQL = "SELECT group_concat(rowid) FROM chunk_vectors"
+_VECTOR_BLOBS_SQL = "SELECT embedding FROM chunk_vectors ORDER BY rowid"
+_SLICE_ROWS = 1000  # rows copied and normalised together, while they are in the CPU cache
 # One row per document (a covering scan of idx_chunk_vectors_document_id), not per vector.
 _VECTOR_DOCUMENTS_SQL = (
     "SELECT document_id, group_concat(rowid) FROM chunk_vectors GROUP BY document_id"
@@ -47,18 +48,59 @@ _DOCUMENTS_SQL = "SELECT id, source, updated_at FROM documents"
 
 @dataclass
 class _Group:
-    """All vectors of one length: the normalised matrix and, per row, what filters need."""
+    """All vectors of one length: the normalised matrix and, per row, what filters need.
+
+    The per-row arrays for filters are filled on the first search that filters.
+    """
 
     matrix: np.ndarray  # (n, dims) float32, rows of unit length (or zero)
-    rowids: np.ndarray  # chunk_vectors.rowid, int64
-    sources: np.ndarray  # source code per row, int32 (-1: document missing)
-    updated: np.ndarray  # documents.updated_at per row, int64
-    models: np.ndarray | None = None  # model code per row, int32 (-1: none); made on first use
+    rowids: np.ndarray  # chunk_vectors.rowid, int64, ascending
+    sources: np.ndarray | None = None  # source code per row, int32 (-1: document missing)
+    updated: np.ndarray | None = None  # documents.updated_at per row, int64
+    models: np.ndarray | None = None  # model code per row, int32 (-1: no embeddings row)
 
     @property
     def nbytes(self) -> int:
         arrays = (self.matrix, self.rowids, self.sources, self.updated, self.models)
         return sum(a.nbytes for a in arrays if a is not None)
+
+
+class _GroupBuilder:
+    """Fills one group's matrix slice by slice: copy, then normalise while the slice is in cache."""
+
+    def __init__(self, capacity: int, length: int = 0) -> None:
+        self.length = length
+        self.capacity = capacity
+        self.matrix: np.ndarray | None = None
+        self.filled = 0
+        self.positions: list[np.ndarray] = []
+
+    def add(self, blobs: list[bytes], positions: np.ndarray) -> None:
+        if self.length == 0 or self.length % 4:
+            raise CorruptValueError(
+                f"vector BLOB(s) of {self.length} bytes, not a positive multiple of 4; "
+                "run `ctx-models check --repair`"
+            )
+        if self.matrix is None or self.filled + len(blobs) > len(self.matrix):
+            grown = np.empty(
+                (max(self.capacity, 2 * (self.filled + len(blobs))), self.length // 4), np.float32
+            )
+            if self.matrix is not None:
+                grown[: self.filled] = self.matrix[: self.filled]
+            self.matrix = grown
+        part = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+        norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        np.multiply(part, scale[:, None], out=self.matrix[self.filled : self.filled + len(blobs)])
+        self.filled += len(blobs)
+        self.positions.append(positions)
+
+    def finish(self, rowids: np.ndarray) -> _Group:
+        assert self.matrix is not None
+        matrix = (
+            self.matrix if self.filled == len(self.matrix) else self.matrix[: self.filled].copy()
+        )
+        return _Group(matrix, rowids[np.concatenate(self.positions)])
 
 
 class VectorIndex:
@@ -97,104 +139,80 @@ class VectorIndex:
     # ------------------------------------------------------------------ building
 
     def _build(self, conn: sqlite3.Connection) -> None:
-        # Per document: its source (as a small code) and updated_at.
-        doc_index: dict[str, int] = {}
-        sources: dict[str, int] = {}
-        doc_sources: list[int] = []
-        doc_updated: list[int] = []
-        for doc_id, source, updated_at in conn.execute(_DOCUMENTS_SQL):
-            doc_index[doc_id] = len(doc_sources)
-            doc_sources.append(sources.setdefault(source, len(sources)))
-            doc_updated.append(updated_at if isinstance(updated_at, int) else 0)
-        doc_sources.append(-1)  # the slot for vectors whose document is missing
-        doc_updated.append(0)
-        missing = len(doc_sources) - 1
-
-        source_array = np.asarray(doc_sources, dtype=np.int32)
-        updated_array = np.asarray(doc_updated, dtype=np.int64)
-        # rowid -> document slot.
-        documents, rowid_lists = [], []
-        for doc_id, rowid_list in conn.execute(_VECTOR_DOCUMENTS_SQL):
-            documents.append(doc_index.get(doc_id, missing))
-            rowid_lists.append(rowid_list)
-        counts = [text.count(",") + 1 for text in rowid_lists]
-        slot_rowids = np.asarray(
-            ",".join(rowid_lists).split(",") if rowid_lists else [], dtype=np.int64
-        )
-        slot_of = np.repeat(np.asarray(documents, dtype=np.int64), counts)
-        order = np.argsort(slot_rowids)
-        slot_rowids, slot_of = slot_rowids[order], slot_of[order]
-
-        groups: dict[int, _Group] = {}
-        for length, (rowids, matrix) in self._read_vectors(conn).items():
-            if length == 0 or length % 4:
+        text = conn.execute(_VECTOR_ROWIDS_SQL).fetchone()[0]
+        rowids = np.sort(np.asarray(text.split(",") if text else [], dtype=np.int64))
+        cursor = conn.execute(_VECTOR_BLOBS_SQL)
+        main = _GroupBuilder(len(rowids))
+        others: dict[int, _GroupBuilder] = {}
+        position = 0
+        while rows := cursor.fetchmany(_SLICE_ROWS):
+            blobs = [blob for (blob,) in rows]
+            if not all(type(blob) is bytes for blob in blobs):
                 raise CorruptValueError(
-                    f"{len(rowids)} vector BLOB(s) are {length} bytes, not a positive multiple of 4; "
+                    "chunk_vectors holds an embedding that is not a BLOB; "
                     "run `ctx-models check --repair`"
                 )
-            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-            matrix *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
-            slots = slot_of[np.searchsorted(slot_rowids, rowids)]
-            groups[length // 4] = _Group(
-                matrix=matrix,
-                rowids=rowids,
-                sources=source_array[slots],
-                updated=updated_array[slots],
-            )
-        self._groups, self._source_codes, self._model_codes = groups, sources, {}
+            sizes = set(map(len, blobs))
+            if not main.length:
+                main.length = len(blobs[0])
+            if sizes == {main.length}:
+                main.add(blobs, np.arange(position, position + len(blobs)))
+            else:  # vectors of several lengths (several models): one group per length
+                for size in sizes:
+                    picked = [i for i, blob in enumerate(blobs) if len(blob) == size]
+                    builder = (
+                        main
+                        if size == main.length
+                        else others.setdefault(size, _GroupBuilder(0, size))
+                    )
+                    builder.add([blobs[i] for i in picked], position + np.asarray(picked))
+            position += len(blobs)
+        if position != len(rowids):  # both queries read one snapshot, so this is a bug
+            raise RuntimeError(f"{position} vectors but {len(rowids)} row ids")
+        groups = {}
+        for builder in [main, *others.values()] if position else []:
+            group = builder.finish(rowids)
+            groups[group.matrix.shape[1]] = group
+        self._groups, self._source_codes, self._model_codes = groups, {}, {}
         self._conn = conn
         log.debug("vector index built: %s", {d: len(g.rowids) for d, g in groups.items()})
 
-    @staticmethod
-    def _read_vectors(conn: sqlite3.Connection) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """BLOB length -> (rowids, float32 matrix), each BLOB copied once into its row.
+    def _documents_of(self, group: _Group) -> tuple[np.ndarray, np.ndarray]:
+        """Source code and updated_at per row of ``group``, read on first use.
 
-        Rows stream into one buffer sized from ``count(*)``; no list of BLOBs is kept.
-        BLOBs of another length than the first (several models) go to groups of their own.
+        Read in a later search than the build, but only after that search found
+        nothing changed, so it describes the same snapshot.
         """
-        total = conn.execute(_VECTOR_COUNT_SQL).fetchone()[0]
-        length = 0
-        buffer = bytearray()
-        rowids = np.empty(total, dtype=np.int64)
-        filled = 0
-        others: dict[int, tuple[list[int], list[bytes]]] = {}
-        for rowid, blob in conn.execute(_VECTORS_SQL):
-            size = len(blob)
-            if not filled and not length:
-                length = size
-                buffer = bytearray(total * size)
-                view = memoryview(buffer)
-            if size == length:
-                view[filled * size : (filled + 1) * size] = blob
-                rowids[filled] = rowid
-                filled += 1
-            else:
-                other_rowids, other_blobs = others.setdefault(size, ([], []))
-                other_rowids.append(rowid)
-                other_blobs.append(blob)
-        groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if filled:
-            usable = (filled * length) // 4 * 4
-            matrix = (
-                np.frombuffer(buffer, dtype="<f4", count=usable // 4)
-                if length % 4 == 0
-                else np.empty(0)
+        if group.sources is None or group.updated is None:
+            assert self._conn is not None, "the index is built before it is searched"
+            doc_index: dict[str, int] = {}
+            doc_sources: list[int] = []
+            doc_updated: list[int] = []
+            for doc_id, source, updated_at in self._conn.execute(_DOCUMENTS_SQL):
+                doc_index[doc_id] = len(doc_sources)
+                doc_sources.append(self._source_codes.setdefault(source, len(self._source_codes)))
+                doc_updated.append(updated_at if isinstance(updated_at, int) else 0)
+            doc_sources.append(-1)  # the slot of vectors whose document is missing
+            doc_updated.append(0)
+            missing = len(doc_sources) - 1
+            slots, rowid_lists = [], []
+            for doc_id, rowid_list in self._conn.execute(_VECTOR_DOCUMENTS_SQL):
+                slots.append(doc_index.get(doc_id, missing))
+                rowid_lists.append(rowid_list)
+            counts = [text.count(",") + 1 for text in rowid_lists]
+            all_rowids = np.asarray(
+                ",".join(rowid_lists).split(",") if rowid_lists else [], np.int64
             )
-            groups[length] = (
-                rowids[:filled],
-                matrix.reshape(filled, length // 4) if length % 4 == 0 else matrix,
-            )
-        for size, (other_rowids, other_blobs) in others.items():
-            matrix = (
-                np.frombuffer(bytearray().join(other_blobs), dtype="<f4")
-                if size % 4 == 0
-                else np.empty(0)
-            )
-            groups[size] = (
-                np.asarray(other_rowids, dtype=np.int64),
-                matrix.reshape(len(other_rowids), size // 4) if size % 4 == 0 else matrix,
-            )
-        return groups
+            slot_of = np.repeat(np.asarray(slots, dtype=np.int64), counts)
+            order = np.argsort(all_rowids)
+            all_rowids, slot_of = all_rowids[order], slot_of[order]
+            source_array = np.asarray(doc_sources, dtype=np.int32)
+            updated_array = np.asarray(doc_updated, dtype=np.int64)
+            for each in self._groups.values():
+                row_slots = slot_of[np.searchsorted(all_rowids, each.rowids)]
+                each.sources, each.updated = source_array[row_slots], updated_array[row_slots]
+        assert group.sources is not None and group.updated is not None
+        return group.sources, group.updated
 
     def _models_of(self, group: _Group) -> np.ndarray:
         """Model code per row of ``group``, read on first use (in the snapshot the index was built from)."""
@@ -264,17 +282,19 @@ class VectorIndex:
             candidates, scores_of = None, scores
         top = _top_k(scores_of, group.rowids if candidates is None else group.rowids[candidates], k)
         rows = top if candidates is None else candidates[top]
-        return [(int(group.rowids[i]), float(scores[i])) for i in rows]
+        return list(zip(group.rowids[rows].tolist(), scores[rows].tolist(), strict=True))
 
     def _mask(
         self, group: _Group, source: str | None, since: int | None, model: str | None
     ) -> np.ndarray | None:
         mask = None
+        if source is not None or since is not None:
+            sources, updated = self._documents_of(group)
         if source is not None:
             code = self._source_codes.get(source)
-            mask = group.sources == (code if code is not None else -2)
+            mask = sources == (code if code is not None else -2)
         if since is not None:
-            recent = group.updated >= since
+            recent = updated >= since
             mask = recent if mask is None else mask & recent
         if model is not None:
             models = self._models_of(group)

@@ -216,7 +216,9 @@ def test_invariants(text: str, max_tokens: int) -> None:
     if len(chunks) > 1:
         assert all(chunks)
     # only whitespace is ever dropped
-    squeeze = lambda s: "".join(ch for ch in s if ch not in RUST_WHITESPACE)
+    def squeeze(s):
+        return "".join(ch for ch in s if ch not in RUST_WHITESPACE)
+
     assert squeeze("".join(chunks)) == squeeze(text)
 
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKERS = Path(__file__).resolve().parent / "workers"
 sys.path.insert(0, str(WORKERS))
 
-import workload
+import workload  # noqa: E402 (found through the sys.path entry above)
 
 pytestmark = pytest.mark.slow
 

@@ -151,7 +151,9 @@ def consistent_for_ctx(path: Path) -> None:
     """The checks a program that only knows the contract would make, with plain sqlite3."""
     conn = sqlite3.connect(path)
     try:
-        q = lambda sql: conn.execute(sql).fetchall()
+        def q(sql):
+            return conn.execute(sql).fetchall()
+
         assert q("SELECT id FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)") == []
         assert (
             q("SELECT chunk_id FROM chunks_fts WHERE chunk_id NOT IN (SELECT id FROM chunks)") == []

@@ -26,7 +26,7 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 def _iso(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _chunk_texts(db) -> dict[str, str]:
@@ -389,7 +389,7 @@ def test_keyword_since_filter_inside_sql(split_corpus):
         cutoff,
         day,
         "2026-04-11",
-        dt.datetime(2026, 4, 11, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 4, 11, tzinfo=dt.UTC),
         dt.datetime(2026, 4, 11, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
         float(cutoff),
     ]

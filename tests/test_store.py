@@ -948,7 +948,9 @@ def two_sources(raw, embedder) -> dict[str, str]:
 
 def _rows_not_of(conn: sqlite3.Connection, doc_ids: list[str]) -> dict[str, list[tuple]]:
     marks = ",".join("?" * len(doc_ids))
-    q = lambda sql: sorted(conn.execute(sql.format(marks=marks), doc_ids).fetchall())
+    def q(sql):
+        return sorted(conn.execute(sql.format(marks=marks), doc_ids).fetchall())
+
     return {
         "documents": q("SELECT rowid, * FROM documents WHERE id NOT IN ({marks})"),
         "chunks": q("SELECT rowid, * FROM chunks WHERE document_id NOT IN ({marks})"),

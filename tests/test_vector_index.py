@@ -17,8 +17,13 @@ import numpy as np
 import pytest
 
 import ctx_models
-from ctx_models import search, store
-from ctx_models.errors import DimensionMismatchError, ValidationError, VectorError
+from ctx_models import integrity, search, store
+from ctx_models.errors import (
+    CorruptValueError,
+    DimensionMismatchError,
+    ValidationError,
+    VectorError,
+)
 from ctx_models.vector_index import VectorIndex, index_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,12 +247,12 @@ def test_unknown_source_returns_nothing(corpus):
 def test_since_filter_all_forms(corpus):
     query = np.random.default_rng(11).standard_normal(DIMS).astype(np.float32)
     cutoff = BASE + 90 * DAY  # documents 90..99: 200 chunks
-    day = dt.datetime.fromtimestamp(cutoff, tz=dt.timezone.utc).date()
+    day = dt.datetime.fromtimestamp(cutoff, tz=dt.UTC).date()
     forms = [
         cutoff,
         day,
         day.isoformat(),
-        dt.datetime.fromtimestamp(cutoff, tz=dt.timezone.utc),
+        dt.datetime.fromtimestamp(cutoff, tz=dt.UTC),
         dt.datetime.fromtimestamp(cutoff, tz=dt.timezone(dt.timedelta(hours=5))),
     ]
     reference = corpus.reference(query, since=cutoff)
@@ -410,6 +415,21 @@ def test_vector_written_by_another_process_is_found(db, db_path, embedder):
     # And the hybrid path sees it too, without reopening.
     hybrid = search.hybrid_search("quixotic hovercraft eels", query, limit=3)
     assert hybrid[0].id == remote
+
+
+@pytest.mark.parametrize("stored", ["'not a vector'", "x'0102'", "x''", "42"])
+def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stored):
+    ids = _seed_hashing(embedder)
+    query = embedder.embed(["topic2"])[0]
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(f"UPDATE chunk_vectors SET embedding = {stored} WHERE rowid = 1")
+    conn.close()
+    with pytest.raises(CorruptValueError, match="check --repair"):
+        search.vector_search(query, limit=3)
+    report = integrity.check(db, repair=True)
+    assert report.clean, report
+    assert search.vector_search(query, limit=1)[0].document_id == ids[2]
 
 
 def test_delete_by_raw_sqlite_from_another_connection(db, db_path, embedder):
