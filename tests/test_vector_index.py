@@ -417,7 +417,11 @@ def test_vector_written_by_another_process_is_found(db, db_path, embedder):
     assert hybrid[0].id == remote
 
 
-@pytest.mark.parametrize("stored", ["'not a vector'", "x'0102'", "x''", "42"])
+NAN_VECTOR = "x'" + (np.full(384, np.nan, "<f4").tobytes()).hex() + "'"
+INF_VECTOR = "x'" + (np.full(384, np.inf, "<f4").tobytes()).hex() + "'"
+
+
+@pytest.mark.parametrize("stored", ["'not a vector'", "x'0102'", "x''", "42", NAN_VECTOR, INF_VECTOR])
 def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stored):
     ids = _seed_hashing(embedder)
     query = embedder.embed(["topic2"])[0]
@@ -430,6 +434,24 @@ def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stor
     report = integrity.check(db, repair=True)
     assert report.clean, report
     assert search.vector_search(query, limit=1)[0].document_id == ids[2]
+
+
+def test_huge_finite_stored_vector_is_normalised_not_refused(db, db_path, embedder):
+    ids = _seed_hashing(embedder)
+    query = embedder.embed(["topic2"])[0]
+    huge = embedder.embed(["seed document number 2 about topic2"])[0].astype(np.float64) * 1e30
+    assert np.isfinite(huge.astype("<f4")).all()  # finite, but its float32 norm overflows
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(
+            "UPDATE chunk_vectors SET embedding = ? WHERE chunk_id IN "
+            "(SELECT id FROM chunks WHERE document_id = ?)",
+            (huge.astype("<f4").tobytes(), ids[2]),
+        )
+    conn.close()
+    hit = search.vector_search(query, limit=1)[0]
+    assert hit.document_id == ids[2]
+    assert 0.0 < hit.score <= 1.0 + 1e-6
 
 
 def test_delete_by_raw_sqlite_from_another_connection(db, db_path, embedder):
