@@ -301,12 +301,15 @@ def _memory_mapped(conn: sqlite3.Connection) -> Iterator[None]:
     takes about half the time). Only for the scan, because with a map an I/O
     error surfaces as a signal rather than an error code.
     """
-    previous = conn.execute("PRAGMA mmap_size").fetchone()[0]
+    row = conn.execute("PRAGMA mmap_size").fetchone()
+    if row is None:  # an in-memory database: no file to map
+        yield
+        return
     conn.execute(f"PRAGMA mmap_size = {_SCAN_MMAP_BYTES}")
     try:
         yield
     finally:
-        conn.execute(f"PRAGMA mmap_size = {int(previous)}")
+        conn.execute(f"PRAGMA mmap_size = {int(row[0])}")
 
 
 def _read_groups(conn: sqlite3.Connection, rowids: np.ndarray) -> dict[int, _Group]:

@@ -436,6 +436,16 @@ def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stor
     assert search.vector_search(query, limit=1)[0].document_id == ids[2]
 
 
+def test_build_restores_the_connections_mmap_size(db, embedder):
+    _seed_hashing(embedder)
+    db.execute_sql("PRAGMA mmap_size = 65536")
+    index = _index(db)
+    builds = index.builds
+    search.vector_search(embedder.embed(["topic1"])[0], limit=3)
+    assert index.builds == builds + 1
+    assert db.execute_sql("PRAGMA mmap_size").fetchone()[0] == 65536
+
+
 def test_huge_finite_stored_vector_is_normalised_not_refused(db, db_path, embedder):
     ids = _seed_hashing(embedder)
     query = embedder.embed(["topic2"])[0]
