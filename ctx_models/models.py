@@ -15,6 +15,7 @@ indexes have names of their own; :mod:`ctx_models.schema` creates them.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "bind",
     "bound_database",
     "new_id",
+    "new_ids",
     "Document",
     "Chunk",
     "Checkpoint",
@@ -53,6 +55,16 @@ database_proxy = DatabaseProxy()
 def new_id() -> str:
     """A fresh UUID v4 string, the id format the ``ctx`` tool uses."""
     return str(uuid.uuid4())
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh UUID v4 strings from one read of the system's random source.
+
+    ``uuid4()`` reads it once per id, releasing the GIL each time; while the
+    ingest worker thread runs, every such release can wait for a thread switch.
+    """
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 class BaseModel(Model):

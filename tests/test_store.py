@@ -1212,3 +1212,15 @@ def test_ingest_keeps_chunks_the_other_program_wrote_for_the_same_body(ctx_db) -
     result = store.ingest("git:p", "a.md", body, updated_at=1_767_225_600, metadata={"from": "ctx"}, author="ctx")
     assert result.status == "unchanged"
     assert [r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY chunk_index")] == chunk_ids_before
+
+
+def test_ingest_many_gives_every_document_and_chunk_a_distinct_uuid4(raw) -> None:
+    items = [{"source": "bulk", "source_id": f"d{i}", "body": f"alpha {i}\n\n" + "\n\n".join(["beta " * 300] * 3)} for i in range(30)]
+    store.ingest_many(items)
+    doc_ids = [r[0] for r in raw.execute("SELECT id FROM documents").fetchall()]
+    chunk_ids = [r[0] for r in raw.execute("SELECT id FROM chunks").fetchall()]
+    assert len(doc_ids) == 30 and len(chunk_ids) > 30
+    assert all(is_uuid4(i) for i in doc_ids + chunk_ids)
+    assert len(set(doc_ids + chunk_ids)) == len(doc_ids) + len(chunk_ids)
+    uuid_variant = {uuid.UUID(i).variant for i in doc_ids + chunk_ids}
+    assert uuid_variant == {uuid.RFC_4122}

@@ -19,7 +19,7 @@ from ..embedders import Embedder, embed_texts
 from ..errors import ValidationError
 from ..fields import from_epoch
 from ..hashing import chunk_hash, dedup_hash
-from ..models import Chunk, Document, bound_database, new_id
+from ..models import Chunk, Document, bound_database, new_id, new_ids
 from ..sqlite import translate_errors
 from . import inputs, writes
 
@@ -165,6 +165,9 @@ def _decide_batch(
     ``upsert_document`` alone changed the body): chunks always follow the body.
     """
     stored = _stored_rows(db, [d.key for d in docs])
+    new = [d for d in docs if d.key not in stored and not d.id]
+    for doc, doc_id in zip(new, new_ids(len(new)), strict=True):
+        doc.id = doc_id
     for doc in docs:
         _decide(doc, stored.get(doc.key), now)
     if not with_chunks:

@@ -17,7 +17,7 @@ from ..bulk import BulkInsert
 from ..errors import DimensionMismatchError, VectorError
 from ..fields import encode_vector
 from ..hashing import chunk_hash
-from ..models import Chunk, ChunkVector, Document, Embedding, new_id
+from ..models import Chunk, ChunkVector, Document, Embedding, new_ids
 
 # Parameters per IN (...) list; SQLite allows 32766, this keeps statements small.
 IN_BATCH = 500
@@ -113,9 +113,10 @@ def insert_chunks(
     """
     written: list[tuple[str, str, str, str]] = []
     rows: list[tuple[str, str, int, str, str]] = []
+    fresh = iter(new_ids(sum(len(texts) for _, texts, ids in chunk_sets if not ids)))
     for document_id, texts, ids in chunk_sets:
         for index, text in enumerate(texts):
-            chunk_id = ids[index] if ids else new_id()
+            chunk_id = ids[index] if ids else next(fresh)
             digest = chunk_hash(text)
             rows.append((chunk_id, document_id, index, text, digest))
             written.append((chunk_id, document_id, text, digest))
