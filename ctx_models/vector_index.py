@@ -173,32 +173,10 @@ class VectorIndex:
         """
         if group.sources is None or group.updated is None:
             assert self._conn is not None, "the index is built before it is searched"
-            doc_index: dict[str, int] = {}
-            doc_sources: list[int] = []
-            doc_updated: list[int] = []
-            for doc_id, source, updated_at in self._conn.execute(_DOCUMENTS_SQL):
-                doc_index[doc_id] = len(doc_sources)
-                doc_sources.append(self._source_codes.setdefault(source, len(self._source_codes)))
-                doc_updated.append(updated_at if isinstance(updated_at, int) else 0)
-            doc_sources.append(-1)  # the slot of vectors whose document is missing
-            doc_updated.append(0)
-            missing = len(doc_sources) - 1
-            slots, rowid_lists = [], []
-            for doc_id, rowid_list in self._conn.execute(_VECTOR_DOCUMENTS_SQL):
-                slots.append(doc_index.get(doc_id, missing))
-                rowid_lists.append(rowid_list)
-            counts = [text.count(",") + 1 for text in rowid_lists]
-            all_rowids = np.asarray(
-                ",".join(rowid_lists).split(",") if rowid_lists else [], np.int64
-            )
-            slot_of = np.repeat(np.asarray(slots, dtype=np.int64), counts)
-            order = np.argsort(all_rowids)
-            all_rowids, slot_of = all_rowids[order], slot_of[order]
-            source_array = np.asarray(doc_sources, dtype=np.int32)
-            updated_array = np.asarray(doc_updated, dtype=np.int64)
+            rowids, sources, updated = _document_columns(self._conn, self._source_codes)
             for each in self._groups.values():
-                row_slots = slot_of[np.searchsorted(all_rowids, each.rowids)]
-                each.sources, each.updated = source_array[row_slots], updated_array[row_slots]
+                at = np.searchsorted(rowids, each.rowids)
+                each.sources, each.updated = sources[at], updated[at]
         assert group.sources is not None and group.updated is not None
         return group.sources, group.updated
 
@@ -290,6 +268,38 @@ class VectorIndex:
             of_model = models == (code if code is not None else -2)
             mask = of_model if mask is None else mask & of_model
         return mask
+
+
+def _document_columns(
+    conn: sqlite3.Connection, source_codes: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every vector's rowid (ascending) with its document's source code and updated_at.
+
+    Sources are coded through ``source_codes``, which gains the sources it lacks;
+    a vector whose document is missing gets source -1 and updated_at 0.
+    """
+    doc_slots: dict[str, int] = {}
+    doc_sources: list[int] = []
+    doc_updated: list[int] = []
+    for doc_id, source, updated_at in conn.execute(_DOCUMENTS_SQL):
+        doc_slots[doc_id] = len(doc_sources)
+        doc_sources.append(source_codes.setdefault(source, len(source_codes)))
+        doc_updated.append(updated_at if isinstance(updated_at, int) else 0)
+    doc_sources.append(-1)  # the slot of vectors whose document is missing
+    doc_updated.append(0)
+    missing = len(doc_sources) - 1
+    slots, rowid_lists = [], []
+    for doc_id, rowid_list in conn.execute(_VECTOR_DOCUMENTS_SQL):
+        slots.append(doc_slots.get(doc_id, missing))
+        rowid_lists.append(rowid_list)
+    counts = [text.count(",") + 1 for text in rowid_lists]
+    rowids = np.asarray(",".join(rowid_lists).split(",") if rowid_lists else [], np.int64)
+    slot_of = np.repeat(np.asarray(slots, dtype=np.int64), counts)
+    order = np.argsort(rowids)
+    slot_of = slot_of[order]
+    sources = np.asarray(doc_sources, dtype=np.int32)[slot_of]
+    updated = np.asarray(doc_updated, dtype=np.int64)[slot_of]
+    return rowids[order], sources, updated
 
 
 @contextmanager
