@@ -71,7 +71,7 @@ class _Group:
 class _GroupBuilder:
     """Fills one group's matrix slice by slice: copy, then normalise while the slice is in cache."""
 
-    def __init__(self, capacity: int, length: int = 0) -> None:
+    def __init__(self, length: int, capacity: int) -> None:
         self.length = length
         self.capacity = capacity
         self.matrix: np.ndarray | None = None
@@ -325,8 +325,14 @@ def _memory_mapped(conn: sqlite3.Connection) -> Iterator[None]:
 def _read_groups(conn: sqlite3.Connection, rowids: np.ndarray) -> dict[int, _Group]:
     """Every vector, normalised, grouped by length; ``rowids`` are chunk_vectors' row ids, sorted."""
     cursor = conn.execute(_VECTOR_BLOBS_SQL)
-    main = _GroupBuilder(len(rowids))
-    others: dict[int, _GroupBuilder] = {}
+    builders: dict[int, _GroupBuilder] = {}
+
+    def builder_for(size: int) -> _GroupBuilder:
+        if size not in builders:
+            # The first length seen is nearly always the only one: room for every row.
+            builders[size] = _GroupBuilder(size, 0 if builders else len(rowids))
+        return builders[size]
+
     position = 0
     while rows := cursor.fetchmany(_SLICE_ROWS):
         blobs = [blob for (blob,) in rows]
@@ -336,22 +342,17 @@ def _read_groups(conn: sqlite3.Connection, rowids: np.ndarray) -> dict[int, _Gro
                 "run `ctx-models check --repair`"
             )
         sizes = set(map(len, blobs))
-        if not main.length:
-            main.length = len(blobs[0])
-        if sizes == {main.length}:
-            main.add(blobs, np.arange(position, position + len(blobs)))
+        if len(sizes) == 1:
+            builder_for(sizes.pop()).add(blobs, np.arange(position, position + len(blobs)))
         else:  # vectors of several lengths (several models): one group per length
             for size in sizes:
                 picked = [i for i, blob in enumerate(blobs) if len(blob) == size]
-                builder = (
-                    main if size == main.length else others.setdefault(size, _GroupBuilder(0, size))
-                )
-                builder.add([blobs[i] for i in picked], position + np.asarray(picked))
+                builder_for(size).add([blobs[i] for i in picked], position + np.asarray(picked))
         position += len(blobs)
     if position != len(rowids):  # both queries read one snapshot, so this is a bug
         raise RuntimeError(f"{position} vectors but {len(rowids)} row ids")
     groups = {}
-    for builder in [main, *others.values()] if position else []:
+    for builder in builders.values():
         group = builder.finish(rowids)
         groups[group.matrix.shape[1]] = group
     return groups
@@ -364,8 +365,9 @@ def _top_k(scores: np.ndarray, rowids: np.ndarray, k: int) -> np.ndarray:
         part = np.argpartition(scores, n - k)[n - k :]
         threshold = scores[part].min()
         # Take every row tied with the k-th best so the tie-break below is exact.
-        if np.count_nonzero(scores >= threshold) > k:
-            part = np.flatnonzero(scores >= threshold)
+        tied_or_better = scores >= threshold
+        if np.count_nonzero(tied_or_better) > k:
+            part = np.flatnonzero(tied_or_better)
     else:
         part = np.arange(n)
     order = np.lexsort((rowids[part], -scores[part]))

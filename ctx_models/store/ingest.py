@@ -19,7 +19,7 @@ from ..embedders import Embedder, embed_texts
 from ..errors import ValidationError
 from ..fields import from_epoch
 from ..hashing import chunk_hash, dedup_hash
-from ..models import Chunk, Document, bound_database, new_id, new_ids
+from ..models import Chunk, Document, bound_database, new_ids
 from ..sqlite import translate_errors
 from . import inputs, writes
 
@@ -53,9 +53,11 @@ def _stored_rows(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
 
 
 def _decide(doc: inputs.PendingDocument, stored: tuple | None, now: int) -> None:
-    """Set id, timestamps, dedup hash and status against the stored row (or its absence)."""
+    """Set timestamps, dedup hash and status against the stored row (or its absence).
+
+    A new document already has its id (see :func:`_decide_batch`); a stored one takes the stored id.
+    """
     if stored is None:
-        doc.id = doc.id or new_id()
         doc.status = "created"
         doc.final_created_at = doc.created_at if doc.created_at is not None else now
         doc.final_updated_at = doc.updated_at if doc.updated_at is not None else now
@@ -165,6 +167,7 @@ def _decide_batch(
     ``upsert_document`` alone changed the body): chunks always follow the body.
     """
     stored = _stored_rows(db, [d.key for d in docs])
+    # Ids for new documents in one draw (see models.new_ids).
     new = [d for d in docs if d.key not in stored and not d.id]
     for doc, doc_id in zip(new, new_ids(len(new)), strict=True):
         doc.id = doc_id
