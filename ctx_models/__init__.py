@@ -18,6 +18,7 @@ from .errors import (
     CtxModelsError,
     DatabaseError,
     DimensionMismatchError,
+    EmbedderUnavailableError,
     NotADatabaseError,
     QuerySyntaxError,
     SchemaVersionError,
@@ -72,4 +73,5 @@ __all__ = [
     "DimensionMismatchError",
     "QuerySyntaxError",
     "CorruptValueError",
+    "EmbedderUnavailableError",
 ]

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from . import __version__, integrity, search, store
 from .config import DEFAULT_DB_PATH, ENV_VAR, resolve_db_path
-from .embedders import HashingEmbedder
+from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
 from .sqlite import connect
@@ -171,35 +171,92 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _chosen_embedder(args: argparse.Namespace) -> Embedder:
+    """``--model NAME``, ``--dims N`` (the hashing embedder of that size), or the default."""
+    if getattr(args, "dims", None) is not None:
+        if not 1 <= args.dims <= MAX_DIMS:
+            raise UsageError(f"--dims must be from 1 to {MAX_DIMS}, got {args.dims}")
+        return embedder_for_model(f"hashing-v1-{args.dims}")
+    if args.model is not None:
+        return embedder_for_model(args.model)
+    return default_embedder()
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     _database(args)
-    embedder = HashingEmbedder(args.dims)
-    count = store.embed_pending(embedder, batch_size=args.batch_size, progress=not args.quiet)
+    embedder = _chosen_embedder(args)
+    count = store.embed_pending(embedder, batch_size=args.batch_size, progress=_progress(args))
     print(f"embedded {count} chunk(s) with {embedder.model}")
+    return EXIT_OK
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from .demo.seed import seed
+
+    path = resolve_db_path(args.db, args.config)
+    db = connect(path)
+    migration = run_migrations(db)
+    if migration.created:
+        print(f"created {path} (schema version {migration.version})")
+    embedder = _chosen_embedder(args)
+    report = seed(
+        docs=args.docs,
+        embedder=embedder,
+        random_seed=args.seed,
+        batch_size=args.batch_size,
+        progress=_progress(args),
+    )
+    demo = report.demo
+    print(
+        f"demo corpus: {demo.documents} documents ({demo.created} new, {demo.updated} updated, "
+        f"{demo.unchanged} unchanged), {demo.chunks} chunks written, {demo.embedded} embedded "
+        f"with {report.model}"
+    )
+    if report.synthetic is not None:
+        synthetic = report.synthetic
+        print(
+            f"synthetic corpus: {synthetic.documents} documents ({synthetic.created} new, "
+            f"{synthetic.unchanged} unchanged), {synthetic.chunks} chunks written"
+        )
+    totals = store.stats()
+    print(f"{path}: {totals.documents} documents, {totals.chunks} chunks, {totals.embedded} embedded")
     return EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     _database(args)
-    embedder = HashingEmbedder(args.dims)
-    vector = embedder.embed([args.query])[0] if args.mode != "keyword" else None
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be from 0 (keyword only) to 1 (semantic only), got {args.alpha}")
     results = search.hybrid_search(
         args.query,
-        vector,
         mode=args.mode,
         alpha=args.alpha,
         limit=args.limit,
         source=args.source,
         since=args.since,
         explain=args.explain,
-        model=embedder.model,
+        model=args.model,
+        fusion=args.fusion,
+        match="all" if args.all_words else "any",
     )
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
+        found = [r.to_dict() for r in results]
+        if not args.highlight:
+            for item in found:
+                item["snippet"] = _highlight(item["snippet"], colour=False)
+        print(json.dumps(found, indent=2, ensure_ascii=False))
         return EXIT_OK
+    skipped = [s for s in results.signals.values() if not s.used]
+    if args.explain:
+        print(f"signals: {' · '.join(map(str, results.signals.values()))}")
+        print(f"fusion:  {results.fusion}, alpha {results.alpha:.2f}\n")
     if not results:
-        print("no results")
+        print(f"no results: {results.why_empty}")
         return EXIT_OK
+    if not args.explain:
+        for signal in skipped:
+            if "not available" in signal.note or "no stored vector" in signal.note:
+                print(f"note: semantic search skipped: {signal.note}", file=sys.stderr)
     colour = _colour(sys.stdout)
     for rank, hit in enumerate(results, 1):
         print(f"{rank:>2}. [{hit.score:.3f}] {hit.title or '(untitled)'}")
@@ -209,10 +266,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"    {_highlight(hit.snippet, colour)}")
         if hit.explain:
             e = hit.explain
+            ranks = ", ".join(
+                f"{name} #{e[name + '_rank']}" for name in ("keyword", "semantic") if e[name + "_rank"]
+            )
             print(
-                f"    explain: keyword {e['keyword']:.3f} · semantic {e['semantic']:.3f} · "
-                f"alpha {e['alpha']:.2f} · candidates {e['keyword_candidates']} keyword, "
-                f"{e['vector_candidates']} vector"
+                f"    explain: keyword {e['keyword']:.3f} · semantic {e['semantic']:.3f}"
+                + (f" · ranks {ranks}" if ranks else "")
             )
         print()
     return EXIT_OK
@@ -256,52 +315,105 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal, and never with --quiet."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _location_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--db, --config and -v, accepted before the command and after it.
+
+    After the command they default to SUPPRESS, so that a value given before it
+    is not overwritten by the subcommand's default.
+    """
+    default: Any = argparse.SUPPRESS if suppress else None
+    where = parser.add_argument_group("database location")
+    where.add_argument(
+        "--db",
+        metavar="PATH",
+        default=default,
+        help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})",
+    )
+    where.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help="a ctx TOML config; its [db] path names the database",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS if suppress else 0,
+        help="log more (-vv for debug)",
+    )
+
+
+def _model_options(parser: argparse.ArgumentParser, what: str) -> None:
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"embedding model {what} (default: wordllama-l2-supercat-256 when "
+        "ctx-models[semantic] is installed, else hashing-v1-384)",
+    )
+    choice.add_argument(
+        "--dims",
+        type=int,
+        metavar="N",
+        help="use the hashing embedder with N dimensions (the model hashing-v1-N)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    where = common.add_argument_group("database location")
-    where.add_argument(
-        "--db", metavar="PATH", help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})"
-    )
-    where.add_argument(
-        "--config", metavar="FILE", help="a ctx TOML config; its [db] path names the database"
-    )
-    common.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
-    )
+    _location_options(common, suppress=True)
 
     parser = _Parser(
         prog="ctx-models",
-        description="Create, inspect, search and check a Context Harness (ctx) SQLite store.",
+        description="Create, inspect, search and check a Context Harness (ctx) store.",
         epilog="Run `ctx-models COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _location_options(parser, suppress=False)
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
-    p = commands.add_parser(
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=summary, description=description)
+
+    p = command(
         "init",
-        parents=[common],
-        help="create or upgrade the database (safe to repeat)",
-        description="Create the database and its schema, or upgrade it; running it again changes nothing.",
+        "create or upgrade the database (safe to repeat)",
+        "Create the database and its schema, or upgrade it; running it again changes nothing.",
     )
     p.set_defaults(handler=cmd_init)
 
-    p = commands.add_parser(
-        "stats", parents=[common], help="counts per source, embeddings, size on disk"
+    p = command(
+        "stats",
+        "counts per source, embeddings, size on disk",
+        "Print documents, chunks, embedded and stale chunks, models, and per source the counts "
+        "and the checkpoint cursor, with the size on disk.",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_stats)
 
-    p = commands.add_parser(
-        "export", parents=[common], help="documents with their chunks as JSON Lines"
+    p = command(
+        "export",
+        "documents with their chunks as JSON Lines",
+        "Write every document (or one source's) with its chunks as JSON Lines, streamed from "
+        "one snapshot.",
     )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--source", help="only this source")
     p.set_defaults(handler=cmd_export)
 
-    p = commands.add_parser(
-        "delete", parents=[common], help="delete a source or a document, with everything of it"
+    p = command(
+        "delete",
+        "delete a source or a document, with everything of it",
+        "Delete a source (and its checkpoint) or one document, with their chunks, FTS rows, "
+        "embeddings and vectors, in one transaction.",
     )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument(
@@ -311,53 +423,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=cmd_delete)
 
-    p = commands.add_parser(
+    p = command(
         "embed",
-        parents=[common],
-        help="embed pending chunks with the hashing embedder",
-        description="Embed chunks that have no current embedding, using the built-in "
-        "hashing embedder (feature hashing of words; deterministic, not a semantic model).",
+        "embed pending chunks",
+        "Embed the chunks that have no current embedding of the model (none yet, or stale), "
+        "one transaction per batch.",
     )
-    p.add_argument("--dims", type=int, default=384, help="vector length (default 384)")
+    _model_options(p, "to embed with")
     p.add_argument(
         "--batch-size", type=int, default=256, help="chunks per transaction (default 256)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_embed)
 
-    p = commands.add_parser(
-        "search",
-        parents=[common],
-        help="keyword, semantic or hybrid search",
-        description="Search documents. Query vectors come from the built-in hashing embedder "
-        "(feature hashing of words, not a semantic model), so semantic and hybrid modes "
-        "compare against vectors made by `ctx-models embed` or scripts/seed.py.",
+    p = command(
+        "seed",
+        "load the demo corpus (and synthetic documents)",
+        "Load the demo corpus shipped with ctx_models (twenty runbooks, design notes, tickets "
+        "and meeting notes), embedded, with a checkpoint per source; --docs N adds N synthetic "
+        "documents of ten chunks each. Running it again changes nothing.",
     )
-    p.add_argument("query", help="the search text")
+    p.add_argument(
+        "--docs", type=int, default=0, metavar="N", help="also add N synthetic documents"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed of the synthetic corpus (default 0)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=500, help="documents per transaction (default 500)"
+    )
+    _model_options(p, "to embed with")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_seed)
+
+    p = command(
+        "search",
+        "keyword, semantic or hybrid search",
+        "Search documents. Every word of the question is optional and BM25 ranks; semantic "
+        "search embeds the question with the model that made the stored vectors; hybrid "
+        "(the default) fuses both.",
+    )
+    p.add_argument("query", help="the question or words to search for")
     p.add_argument("--mode", choices=search.MODES, default="hybrid", help="default: hybrid")
     p.add_argument("--source", help="only documents of this source")
-    p.add_argument("--since", help="only documents updated on or after this date (YYYY-MM-DD)")
+    p.add_argument(
+        "--since",
+        help="only documents updated on or after this date (YYYY-MM-DD, or an ISO time with a zone)",
+    )
     p.add_argument("--limit", type=int, default=12, help="results to show (default 12)")
+    p.add_argument(
+        "--fusion",
+        choices=search.FUSIONS,
+        default=search.DEFAULT_FUSION,
+        help=f"how hybrid mode fuses the lists (default {search.DEFAULT_FUSION}; minmax is ctx's)",
+    )
     p.add_argument(
         "--alpha",
         type=float,
-        default=0.6,
-        help="weight of the semantic score in hybrid mode (default 0.6)",
+        help="weight of the semantic signal in hybrid mode, 0 to 1 (default: "
+        + ", ".join(f"{f} {a:.2f}" for f, a in search.DEFAULT_ALPHA.items())
+        + ")",
     )
     p.add_argument(
-        "--explain", action="store_true", help="show the keyword and semantic parts of each score"
+        "--all-words", action="store_true", help="require every word, as written (as ctx does)"
+    )
+    p.add_argument("--model", metavar="NAME", help="compare only with vectors of this model")
+    p.add_argument(
+        "--explain", action="store_true", help="show which signals counted and each score's parts"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
-        "--dims", type=int, default=384, help="hashing embedder vector length (default 384)"
+        "--highlight", action="store_true", help="keep the >>> <<< match markers in --json"
     )
     p.set_defaults(handler=cmd_search)
 
-    p = commands.add_parser(
+    p = command(
         "check",
-        parents=[common],
-        help="integrity check; --repair fixes what is certain",
-        description="Check the database against the storage contract. Exit 0 when clean, "
+        "integrity check; --repair fixes what is certain",
+        "Check the database against the storage contract. Exit 0 when clean, "
         "1 when problems are found, 2 when the database cannot be read.",
     )
     p.add_argument(

@@ -1,28 +1,58 @@
-"""Embedders: what turns chunk text into vectors.
+"""Embedders: what turns chunk text into vectors, and how a stored model name finds its embedder.
 
 :class:`Embedder` is the protocol the store accepts; plug in any model by
 giving it a ``model`` name, ``dims`` and an ``embed`` method.
-:class:`HashingEmbedder` is a deterministic, dependency-free embedder for demos
-and tests. It hashes word tokens into a fixed number of buckets (the "hashing
-trick"), so texts sharing words get similar vectors; it knows nothing of
-meaning, so do not mistake it for a semantic model.
+
+* :class:`WordLlamaEmbedder` is a real semantic model that runs offline: the
+  ``wordllama`` package ships its 256-dimension weights in its wheel
+  (``pip install 'ctx-models[semantic]'``). It is the default when installed.
+* :class:`HashingEmbedder` is deterministic and needs nothing: it hashes words
+  into buckets (the "hashing trick"), so texts sharing words get similar
+  vectors. It knows nothing of meaning; it is the fallback, and good for tests.
+
+Every vector in the database records the model that made it
+(``embeddings.model``). :func:`embedder_for_model` turns that name back into an
+embedder through a small registry, so a search embeds the question with the
+model that embedded the chunks. Register your own with :func:`register_embedder`.
+
+>>> embedder_for_model("hashing-v1-8").dims
+8
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ValidationError, VectorError
+from .errors import EmbedderUnavailableError, ValidationError, VectorError
 
-__all__ = ["Embedder", "HashingEmbedder", "embed_texts", "TOKEN_PATTERN"]
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "WordLlamaEmbedder",
+    "embed_texts",
+    "default_embedder",
+    "embedder_for_model",
+    "register_embedder",
+    "known_models",
+    "TOKEN_PATTERN",
+    "MAX_DIMS",
+]
 
-#: Word tokens: runs of letters, digits and underscores (the keyword search's term rule).
+log = logging.getLogger(__name__)
+
+#: The hashing embedder's tokens: runs of letters, digits and underscores. (Its
+#: vectors are defined by this rule; keyword search uses :mod:`ctx_models.words`.)
 TOKEN_PATTERN = re.compile(r"\w+")
+#: The largest vector length accepted for a built-in embedder; larger is a typo, not a model.
+MAX_DIMS = 65_536
 
 
 @runtime_checkable
@@ -70,8 +100,8 @@ class HashingEmbedder:
     """
 
     def __init__(self, dims: int = 384) -> None:
-        if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-            raise ValidationError(f"dims must be a positive integer, got {dims!r}")
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMS:
+            raise ValidationError(f"dims must be an integer from 1 to {MAX_DIMS}, got {dims!r}")
         self.dims = dims
         self.model = f"hashing-v1-{dims}"
         self._buckets = _BucketTable(dims)
@@ -113,3 +143,123 @@ class _BucketTable(dict[str, int]):
         if len(self) < 1_000_000:  # bound memory on unbounded vocabularies
             self[token] = bucket
         return bucket
+
+
+class WordLlamaEmbedder:
+    """WordLlama's ``l2_supercat`` model, 256 dimensions, loaded from its wheel with no network.
+
+    WordLlama averages static token embeddings distilled from large language
+    models: fast on a CPU, and semantic. ``WordLlama.load()`` looks for the
+    tokenizer in the wrong folder and then downloads it; loading from the
+    package's own folder with downloads disabled avoids both. Vectors are
+    L2-normalised; text with no tokens embeds to the zero vector (never NaN).
+    """
+
+    model = "wordllama-l2-supercat-256"
+    dims = 256
+
+    def __init__(self) -> None:
+        try:
+            import wordllama
+        except ImportError:
+            raise EmbedderUnavailableError(
+                f"the {self.model} embedder needs the wordllama package: "
+                "pip install 'ctx-models[semantic]'"
+            ) from None
+        try:
+            self._model = wordllama.WordLlama.load(
+                config="l2_supercat",
+                dim=self.dims,
+                cache_dir=os.path.dirname(wordllama.__file__),
+                disable_download=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise EmbedderUnavailableError(
+                f"wordllama is installed but its weights did not load ({exc}); "
+                "reinstall it: pip install --force-reinstall 'ctx-models[semantic]'"
+            ) from exc
+        # The tokenizer is a Rust object shared by every call: one thread at a time.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "WordLlamaEmbedder()"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        with self._lock:
+            matrix = np.asarray(self._model.embed(list(texts), norm=False, batch_size=256))
+        matrix = matrix.astype(np.float32, copy=False).reshape(len(texts), self.dims)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        np.divide(matrix, norms, out=matrix, where=norms > np.finfo(np.float32).eps)
+        matrix[(norms <= np.finfo(np.float32).eps)[:, 0]] = 0.0
+        return matrix
+
+
+# --------------------------------------------------------------------------- the registry
+
+_FACTORIES: dict[str, Callable[[], Embedder]] = {WordLlamaEmbedder.model: WordLlamaEmbedder}
+_HASHING_NAME = re.compile(r"hashing-v1-([0-9]{1,6})")
+_LOADED: dict[str, Embedder] = {}
+_LOADED_LOCK = threading.Lock()
+_warned_fallback = False
+
+
+def register_embedder(model: str, factory: Callable[[], Embedder]) -> None:
+    """Make ``embedder_for_model(model)`` call ``factory`` (once; the embedder is kept).
+
+    Use it for your own model, so that searches find it by the name stored with
+    its vectors.
+    """
+    if not isinstance(model, str) or not model:
+        raise ValidationError(f"model must be a non-empty str, got {model!r}")
+    if not callable(factory):
+        raise ValidationError(f"factory must be callable, got {factory!r}")
+    with _LOADED_LOCK:
+        _FACTORIES[model] = factory
+        _LOADED.pop(model, None)
+
+
+def known_models() -> list[str]:
+    """The registered model names (``hashing-v1-N`` is known for every N as well)."""
+    return sorted(_FACTORIES)
+
+
+def embedder_for_model(model: str) -> Embedder:
+    """The embedder that made vectors named ``model``; loaded once, then reused.
+
+    Raises :class:`~ctx_models.EmbedderUnavailableError` when the name is not
+    known or its package is not installed, with what to install.
+    """
+    with _LOADED_LOCK:
+        found = _LOADED.get(model)
+        if found is not None:
+            return found
+        hashing = _HASHING_NAME.fullmatch(model) if isinstance(model, str) else None
+        if hashing:
+            found = HashingEmbedder(int(hashing.group(1)))
+        elif model in _FACTORIES:
+            found = _FACTORIES[model]()
+        else:
+            raise EmbedderUnavailableError(
+                f"no embedder is known for model {model!r}; known: hashing-v1-N, "
+                f"{', '.join(known_models())}. Register yours with "
+                "ctx_models.embedders.register_embedder(name, factory)"
+            )
+        _LOADED[model] = found
+        return found
+
+
+def default_embedder() -> Embedder:
+    """WordLlama when ``ctx-models[semantic]`` is installed, else the hashing embedder (384).
+
+    Falling back logs one warning per process: hashing vectors are not semantic.
+    """
+    global _warned_fallback
+    try:
+        return embedder_for_model(WordLlamaEmbedder.model)
+    except EmbedderUnavailableError as exc:
+        if not _warned_fallback:
+            log.warning("%s; using the hashing embedder, which is not semantic", exc)
+            _warned_fallback = True
+        return embedder_for_model("hashing-v1-384")

@@ -18,6 +18,7 @@ __all__ = [
     "DimensionMismatchError",
     "QuerySyntaxError",
     "CorruptValueError",
+    "EmbedderUnavailableError",
 ]
 
 
@@ -59,3 +60,7 @@ class QuerySyntaxError(ValidationError):
 
 class CorruptValueError(CtxModelsError):
     """A value stored by another program cannot be decoded (bad BLOB, bad cursor)."""
+
+
+class EmbedderUnavailableError(CtxModelsError):
+    """No embedder is known for a model name, or its package is not installed."""

@@ -21,16 +21,17 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from peewee import Database
 
-from .errors import CorruptValueError, DimensionMismatchError
+from .errors import CorruptValueError
+from .fts import KeywordStats
 
-__all__ = ["VectorIndex", "index_for"]
+__all__ = ["VectorIndex", "ConnectionState", "change_stamp", "index_for", "state_for"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ _VECTOR_DOCUMENTS_SQL = (
 )
 _VECTOR_MODELS_SQL = "SELECT cv.rowid, e.model FROM chunk_vectors AS cv JOIN embeddings AS e ON e.chunk_id = cv.chunk_id"
 _DOCUMENTS_SQL = "SELECT id, source, updated_at FROM documents"
+_MODEL_COUNTS_SQL = "SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY 2 DESC, 1"
+# Below this norm a vector has no direction: it scores 0 against everything (as in ctx).
+_EPSILON32 = float(np.finfo(np.float32).eps)
 
 
 @dataclass
@@ -95,7 +99,7 @@ class _GroupBuilder:
         norms = np.sqrt(np.einsum("ij,ij->i", part, part))
         if not np.isfinite(norms).all():
             norms = self._exact_norms(part, norms)
-        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms >= _EPSILON32)
         np.multiply(part, scale[:, None], out=self.matrix[self.filled : self.filled + len(blobs)])
         self.filled += len(blobs)
         self.positions.append(positions)
@@ -121,6 +125,17 @@ class _GroupBuilder:
         return _Group(matrix, rowids[np.concatenate(self.positions)])
 
 
+class VectorHits(list[tuple[int, float]]):
+    """(rowid, cosine) pairs, best first; how many vectors were searched, and their scores' spread."""
+
+    def __init__(
+        self, hits: Iterable[tuple[int, float]] = (), searched: int = 0, spread: float = 0.0
+    ) -> None:
+        super().__init__(hits)
+        self.searched = searched
+        self.spread = spread
+
+
 class VectorIndex:
     """The in-memory vectors seen by one connection; use :func:`index_for` to get it."""
 
@@ -130,6 +145,7 @@ class VectorIndex:
         self._model_codes: dict[str, int] = {}
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) when built
         self._conn: sqlite3.Connection | None = None
+        self._models: dict[str, int] | None = None
         self.builds = 0
 
     # ------------------------------------------------------------------ freshness
@@ -142,7 +158,7 @@ class VectorIndex:
         this connection's uncommitted writes: a rollback would undo them without
         changing either counter, so such a build is used once and not trusted.
         """
-        seen = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        seen = change_stamp(conn)
         if seen == self._seen:
             return False
         self._build(conn)
@@ -162,6 +178,7 @@ class VectorIndex:
         with _memory_mapped(conn):
             groups = _read_groups(conn, rowids)
         self._groups, self._source_codes, self._model_codes = groups, {}, {}
+        self._models = None
         self._conn = conn
         log.debug("vector index built: %s", {d: len(g.rowids) for d, g in groups.items()})
 
@@ -203,7 +220,21 @@ class VectorIndex:
         assert group.models is not None
         return group.models
 
+    def models(self, conn: sqlite3.Connection) -> dict[str, int]:
+        """Embeddings per model name, most first, in the snapshot of the last build.
+
+        Read on first use after a build, like the filter columns.
+        """
+        if self._models is None:
+            self._models = dict(conn.execute(_MODEL_COUNTS_SQL).fetchall())
+        return self._models
+
     # ------------------------------------------------------------------ querying
+
+    @property
+    def lengths(self) -> list[int]:
+        """The vector lengths stored, ascending (several when several models wrote vectors)."""
+        return sorted(self._groups)
 
     @property
     def nbytes(self) -> int:
@@ -222,19 +253,17 @@ class VectorIndex:
         source: str | None = None,
         since: int | None = None,
         model: str | None = None,
-    ) -> list[tuple[int, float]]:
-        """Top ``k`` (chunk_vectors rowid, cosine) pairs, best first, ties by rowid."""
-        groups = self._groups
-        if not groups:
-            return []
-        group = groups.get(len(query))
-        if group is None:
-            raise DimensionMismatchError(
-                f"query vector has {len(query)} dims; stored vectors have "
-                f"{', '.join(str(d) for d in sorted(groups))}. Embed the query with the same model"
-            )
-        norm = float(np.linalg.norm(query))
-        if norm == 0.0:
+    ) -> VectorHits:
+        """Top ``k`` (chunk_vectors rowid, cosine) pairs, best first, ties by rowid.
+
+        The result also says how many vectors were searched (``.searched``) and
+        the best score minus the worst among them (``.spread``).
+        """
+        group = self._groups.get(len(query))
+        if group is None:  # no stored vector of this length: nothing to compare it with
+            return VectorHits()
+        norm = float(np.linalg.norm(query.astype(np.float64)))
+        if norm < _EPSILON32:
             scores = np.zeros(len(group.rowids), dtype=np.float32)
         else:
             scores = group.matrix @ (query.astype(np.float32) / np.float32(norm))
@@ -242,13 +271,15 @@ class VectorIndex:
         if mask is not None:
             candidates = np.flatnonzero(mask)
             if not len(candidates):
-                return []
+                return VectorHits()
             scores_of = scores[candidates]
         else:
             candidates, scores_of = None, scores
         top = _top_k(scores_of, group.rowids if candidates is None else group.rowids[candidates], k)
         rows = top if candidates is None else candidates[top]
-        return list(zip(group.rowids[rows].tolist(), scores[rows].tolist(), strict=True))
+        spread = float(scores[rows[0]]) - float(scores_of.min())
+        hits = zip(group.rowids[rows].tolist(), scores[rows].tolist(), strict=True)
+        return VectorHits(hits, len(scores_of), spread)
 
     def _mask(
         self, group: _Group, source: str | None, since: int | None, model: str | None
@@ -374,28 +405,50 @@ def _top_k(scores: np.ndarray, rowids: np.ndarray, k: int) -> np.ndarray:
     return part[order[:k]]
 
 
-# One index per connection: the change counters are per connection, so an index
+def change_stamp(conn: sqlite3.Connection) -> tuple[int, int]:
+    """What changes whenever the data may have: ``(PRAGMA data_version, total_changes)``.
+
+    ``data_version`` moves when another connection (or process) commits,
+    ``total_changes`` when this one writes.
+    """
+    return (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+
+
+@dataclass
+class ConnectionState:
+    """What a connection keeps between searches: its vector index and keyword statistics."""
+
+    vectors: VectorIndex = field(default_factory=VectorIndex)
+    keywords: KeywordStats = field(default_factory=KeywordStats)
+
+
+# One state per connection: the change counters are per connection, so an index
 # validated by one connection says nothing about another's snapshot. Peewee
-# gives each thread its own connection; a single-threaded program has one index.
-_INDEXES: weakref.WeakKeyDictionary[Database, dict[int, tuple[sqlite3.Connection, VectorIndex]]] = (
-    weakref.WeakKeyDictionary()
-)
-_INDEXES_LOCK = threading.Lock()
+# gives each thread its own connection; a single-threaded program has one.
+_STATES: weakref.WeakKeyDictionary[
+    Database, dict[int, tuple[sqlite3.Connection, ConnectionState]]
+] = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
 
 
-def index_for(db: Database, conn: sqlite3.Connection) -> VectorIndex:
-    """The vector index of ``db`` as seen through ``conn`` (its current thread's connection)."""
-    with _INDEXES_LOCK:
-        per_connection = _INDEXES.setdefault(db, {})
+def state_for(db: Database, conn: sqlite3.Connection) -> ConnectionState:
+    """The search state of ``db`` as seen through ``conn`` (its current thread's connection)."""
+    with _STATES_LOCK:
+        per_connection = _STATES.setdefault(db, {})
         entry = per_connection.get(id(conn))
         # The connection is kept in the entry, so its id cannot be reused while listed.
         if entry is None or entry[0] is not conn:
             _forget_closed(per_connection)
-            entry = per_connection[id(conn)] = (conn, VectorIndex())
+            entry = per_connection[id(conn)] = (conn, ConnectionState())
         return entry[1]
 
 
-def _forget_closed(per_connection: dict[int, tuple[sqlite3.Connection, VectorIndex]]) -> None:
+def index_for(db: Database, conn: sqlite3.Connection) -> VectorIndex:
+    """The vector index of ``db`` as seen through ``conn``."""
+    return state_for(db, conn).vectors
+
+
+def _forget_closed(per_connection: dict[int, tuple[sqlite3.Connection, ConnectionState]]) -> None:
     for key, (conn, _) in list(per_connection.items()):
         try:
             _ = conn.total_changes

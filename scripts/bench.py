@@ -36,11 +36,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import synthetic
 
 import ctx_models
 from ctx_models import search, store
 from ctx_models.chunking import chunk_text
+from ctx_models.demo import synthetic
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.hashing import chunk_hash, dedup_hash
 from ctx_models.sqlite import PRAGMAS

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from ctx_models import search
+
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[")
 RESULT_LINE = re.compile(r"^\s*(\d+)\. \[(\d\.\d{3})\] (.+)$")
 WHERE_LINE = re.compile(r"^    (\S+) · (.+) · updated (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
 EXPLAIN_LINE = re.compile(
-    r"^    explain: keyword (\d\.\d{3}) · semantic (\d\.\d{3}) · alpha (\d\.\d{2}) · "
-    r"candidates (\d+) keyword, (\d+) vector$"
+    r"^    explain: keyword (\d\.\d{3}) · semantic (\d\.\d{3})( · ranks (keyword #\d+)?(, )?(semantic #\d+)?)?$"
 )
 FIELDS = {"id", "title", "source", "source_id", "source_url", "updated_at", "score", "snippet", "chunk_id"}
 SOURCES = {"filesystem:docs", "git:platform", "jira:ops", "notes:meetings"}
@@ -87,11 +88,14 @@ def test_hybrid_explain_text(search_cli):
         assert WHERE_LINE.match(block[1]), block[1]
         explains = [EXPLAIN_LINE.match(line) for line in block if EXPLAIN_LINE.match(line)]
         assert len(explains) == 1, block
-        keyword, semantic, alpha, k_count, v_count = explains[0].groups()
-        assert float(alpha) == 0.6
-        assert 0.0 <= float(keyword) <= 1.0 and 0.0 <= float(semantic) <= 1.0
-        assert float(score) == pytest.approx(0.4 * float(keyword) + 0.6 * float(semantic), abs=2e-3)
-        assert int(k_count) > 0 and int(v_count) > 0
+        keyword, semantic = float(explains[0].group(1)), float(explains[0].group(2))
+        assert 0.0 <= keyword <= 1.0 and 0.0 <= semantic <= 1.0
+        alpha = search.DEFAULT_ALPHA["rrf"]
+        assert float(score) == pytest.approx((1 - alpha) * keyword + alpha * semantic, abs=2e-3)
+    header = out.splitlines()
+    assert re.match(r"signals: keyword: \d+ candidates \(words: postgres failover\) · "
+                    r"semantic: \d+ candidates \(model \S+\)$", header[0]), header[0]
+    assert header[1] == f"fusion:  rrf, alpha {search.DEFAULT_ALPHA['rrf']:.2f}"
     assert "postgres" in blocks[0][0].lower()
     scores = [float(RESULT_LINE.match(b[0]).group(2)) for b in blocks]
     assert scores == sorted(scores, reverse=True)
@@ -133,15 +137,11 @@ def test_json_has_search_result_fields(search_cli):
 def test_json_matches_library(search_cli, seeded):
     import ctx_models
     from ctx_models import search
-    from ctx_models.embedders import HashingEmbedder
 
     data = _json(search_cli, "kafka consumer lag", "--limit", "7")
     database = ctx_models.connect(seeded)
     try:
-        embedder = HashingEmbedder(384)
-        expected = search.hybrid_search(
-            "kafka consumer lag", embedder.embed(["kafka consumer lag"])[0], limit=7, model=embedder.model
-        )
+        expected = search.hybrid_search("kafka consumer lag", limit=7)
     finally:
         database.close()
     assert [i["id"] for i in data] == [r.id for r in expected]
@@ -155,9 +155,12 @@ def test_keyword_mode(search_cli):
         assert item["explain"]["alpha"] == 0.0
         assert item["explain"]["semantic"] == 0.0
         assert item["explain"]["vector_candidates"] == 0
-        assert ">>>" in item["snippet"]  # JSON keeps the markers
+        assert ">>>" not in item["snippet"]  # plain snippets unless --highlight
+    marked = _json(search_cli, "postgres failover", "--mode", "keyword", "--highlight")
+    assert all(">>>" in item["snippet"] and "<<<" in item["snippet"] for item in marked)
+    assert [i["id"] for i in marked] == [i["id"] for i in data]
     code, out, _ = search_cli("postgres failover", "--mode", "keyword", "--explain")
-    assert code == 0 and "alpha 0.00" in out and ", 0 vector" in out
+    assert code == 0 and "alpha 0.00" in out and "signals: keyword:" in out and "semantic" not in out.split("\n")[0]
 
 
 def test_semantic_mode(search_cli):
@@ -193,7 +196,7 @@ def test_source_filter(search_cli):
         assert where and set(where) == {source}
     assert _json(search_cli, "postgres", "--source", "no:such-source") == []
     code, out, _ = search_cli("postgres", "--source", "no:such-source")
-    assert code == 0 and out.strip() == "no results"
+    assert code == 0 and out.startswith("no results: ") and "source 'no:such-source'" in out
 
 
 def test_since_filter(search_cli):
@@ -244,11 +247,27 @@ def test_alpha(search_cli):
     assert [i["id"] for i in alpha_one][:5] == [i["id"] for i in semantic][:5]
     keyword = _json(search_cli, "postgres failover", "--mode", "keyword", "--limit", "20")
     alpha_zero = _json(search_cli, "postgres failover", "--alpha", "0", "--limit", "20")
-    positive = [i["id"] for i in alpha_zero if i["score"] > 0]
-    assert positive == [i["id"] for i in keyword if i["score"] > 0]
-    # Clamped, not refused.
-    clamped = _json(search_cli, "postgres failover", "--alpha", "5", "--limit", "20")
-    assert [(i["id"], i["score"]) for i in clamped] == [(i["id"], i["score"]) for i in alpha_one]
+    assert [i["id"] for i in alpha_zero] == [i["id"] for i in keyword]
+    assert all(i["score"] > 0 for i in alpha_zero)
+
+
+@pytest.mark.parametrize("alpha", ["5", "1.01", "-0.1", "-inf"])
+def test_alpha_outside_0_to_1_is_an_error_not_clamped(search_cli, alpha):
+    code, out, err = search_cli("postgres failover", f"--alpha={alpha}")
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and "--alpha must be from 0" in err
+
+
+def test_fusion_and_all_words_options(search_cli):
+    rrf = _json(search_cli, "postgres failover", "--explain")
+    minmax = _json(search_cli, "postgres failover", "--fusion", "minmax", "--explain")
+    assert {i["explain"]["fusion"] for i in rrf} == {"rrf"}
+    assert {i["explain"]["fusion"] for i in minmax} == {"minmax"}
+    assert {i["explain"]["alpha"] for i in minmax} == {0.6}
+    every = _json(search_cli, "postgres replica lag", "--all-words", "--mode", "keyword", "--limit", "50")
+    some = _json(search_cli, "postgres replica lag", "--mode", "keyword", "--limit", "50")
+    assert every and len(every) < len(some)
+    assert {i["id"] for i in every} <= {i["id"] for i in some}
 
 
 def test_nan_alpha_is_one_line_error(search_cli):
@@ -290,8 +309,21 @@ def test_hostile_queries_do_not_fail(search_cli):
 def test_no_results_message(search_cli):
     code, out, err = search_cli("zzqxqzz", "--mode", "keyword")
     assert code == 0
-    assert out.strip() == "no results"
+    assert out.strip() == "no results: no chunk holds any word of the question"
     assert _json(search_cli, "", "--mode", "keyword") == []
+
+
+@pytest.mark.parametrize("nonsense", ["xyzzyplugh", "qwxzvbnm flurbotz", "zzqxqzz"])
+def test_nonsense_finds_nothing_in_hybrid_mode(search_cli, nonsense):
+    code, out, err = search_cli(nonsense)
+    assert code == 0 and err == ""
+    assert out.startswith("no results: ") and "semantic mode answers" in out
+    assert _json(search_cli, nonsense) == []
+
+
+def test_the_failover_question_finds_the_runbook_first(search_cli):
+    data = _json(search_cli, "how do I promote a standby database")
+    assert data[0]["source_id"] == "runbooks/postgres-failover.md"
 
 
 def test_missing_database_is_one_line_error(run_cli, tmp_path):

@@ -15,6 +15,7 @@ from ctx_tool import table_rows
 
 import ctx_models
 from ctx_models import store
+from ctx_models.embedders import default_embedder
 
 BODY = "First paragraph about {name}.\n\n" + " ".join(f"term{i}" for i in range(30))
 
@@ -190,7 +191,7 @@ def test_delete_refuses_without_yes_when_stdin_is_not_a_terminal(
 
 def test_embed_pending_then_nothing(run_cli, seeded, db_path, raw) -> None:
     chunks = count(raw, "SELECT count(*) FROM chunks")
-    code, out, err = run_cli("embed", "--db", str(db_path), "--batch-size", "3")
+    code, out, err = run_cli("embed", "--db", str(db_path), "--batch-size", "3", "--dims", "384")
     assert code == 0, err
     assert out.splitlines() == [f"embedded {chunks} chunk(s) with hashing-v1-384"]
     assert raw.execute(
@@ -199,9 +200,21 @@ def test_embed_pending_then_nothing(run_cli, seeded, db_path, raw) -> None:
         "JOIN chunk_vectors v ON v.chunk_id = e.chunk_id"
     ).fetchone() == (chunks, 384, 384, "hashing-v1-384", "hashing-v1-384", chunks, chunks * 384 * 4)
     before = table_rows(raw)
-    code, out, err = run_cli("embed", "--db", str(db_path), "-q")
+    code, out, err = run_cli("embed", "--db", str(db_path), "-q", "--model", "hashing-v1-384")
     assert code == 0, err
     assert out.splitlines() == ["embedded 0 chunk(s) with hashing-v1-384"]
+    assert table_rows(raw) == before
+
+
+def test_embed_uses_the_default_model_and_refuses_absurd_sizes(run_cli, seeded, db_path, raw) -> None:
+    code, out, err = run_cli("embed", "--db", str(db_path), "-q")
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith(f"with {default_embedder().model}")
+    before = table_rows(raw)
+    for args in (("--dims", "2000000000"), ("--dims", "0"), ("--model", "no-such-model")):
+        code, out, err = run_cli("embed", "--db", str(db_path), *args)
+        assert code != 0 and out == ""
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert table_rows(raw) == before
 
 

@@ -118,7 +118,7 @@ def _verify(path: Path, reported: int, embedder: HashingEmbedder) -> int:
         # The FTS index answers for a present document.
         if present:
             doc = min(present)
-            hits = search.keyword_search(f"doc{doc:03d} v{present[doc]:04d}", limit=50)
+            hits = search.keyword_search(f"doc{doc:03d} v{present[doc]:04d}", limit=50, match="all")
             assert len(hits) == workload.paragraph_count(doc, present[doc])
         return len(present)
     finally:

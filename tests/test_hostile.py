@@ -115,8 +115,9 @@ def finds_documents(*source_ids: str) -> Callable[[Ctx, Any], None]:
     return check
 
 
-def keyword(query: str) -> Callable[[Ctx], Any]:
-    return lambda ctx: search.keyword_search(query)
+def keyword(query: str, match: str = "all") -> Callable[[Ctx], Any]:
+    """Strict matching (every word, as the ctx tool does), unless told otherwise."""
+    return lambda ctx: search.keyword_search(query, match=match)
 
 
 KEYWORD_TEXT = [
@@ -150,6 +151,16 @@ KEYWORD_TEXT = [
     ("emoji-separates", "🔥alpha🔥", ("s1", "s2")),
     ("control-chars", "\x01alpha\x1f\x7f", ("s1", "s2")),
     ("many-terms", "alpha " * 2000, ("s1", "s2")),
+]
+
+# The default: every word optional. Operators are still words, never syntax.
+KEYWORD_TEXT_ANY = [
+    ("or-operator", "alpha OR delta", ("s1", "s2")),
+    ("near-with-distance", "NEAR(alpha delta, 5)", ("s1", "s2")),
+    ("column-filter", "text:epsilon", ("s3",)),
+    ("braces-column-set", "{chunk_id document_id}: beta", ("s1", "s3")),
+    ("plus-minus", "+delta -zeta", ("s2", "s4")),
+    ("star-prefix", "alpha*", ("s1", "s2")),  # still not a prefix query: 'alphabet' stays out
 ]
 
 CASES: list[Case] = [
@@ -281,16 +292,26 @@ CASES: list[Case] = [
     ),
     Case("search-vector-empty", lambda c: search.vector_search([]), VectorError),
     Case("search-vector-2d", lambda c: search.vector_search([c.good(), c.good()]), VectorError),
-    Case("search-vector-string", lambda c: search.vector_search("alpha"), VectorError),
+    # Text is a question, embedded with the stored vectors' model.
+    Case(
+        "search-vector-string-is-a-question",
+        lambda c: search.vector_search("alpha"),
+        expect=lambda c, r: r and r == search.vector_search(c.embedder.embed(["alpha"])[0]),
+    ),
     Case("search-vector-bools", lambda c: search.vector_search([True] * DIMS), VectorError),
     Case("search-vector-none", lambda c: search.vector_search(None), VectorError),
+    # Another length compares with nothing stored: an empty result, never an error.
     Case(
         "search-vector-wrong-length",
         lambda c: search.vector_search([0.5] * 7),
-        DimensionMismatchError,
+        expect=lambda c, r: r == [],
     ),
     Case("search-vector-bytes-not-float32", lambda c: search.vector_search(b"abc"), VectorError),
-    Case("hybrid-without-vector", lambda c: search.hybrid_search("alpha", None), VectorError),
+    Case(
+        "hybrid-without-vector",
+        lambda c: search.hybrid_search("alpha", None),
+        expect=finds_documents("s1", "s2"),
+    ),
     Case("hybrid-vector-nan", lambda c: search.hybrid_search("alpha", [NAN] * DIMS), VectorError),
     # -- text that SQLite or the other program cannot store faithfully
     Case("body-nul", lambda c: store.ingest("new", "n1", "before\x00after"), ValidationError),
@@ -535,9 +556,13 @@ CASES: list[Case] = [
         Case(f"keyword-text-{name}", keyword(query), expect=finds(*ids))
         for name, query, ids in KEYWORD_TEXT
     ],
+    *[
+        Case(f"keyword-any-{name}", keyword(query, "any"), expect=finds(*ids))
+        for name, query, ids in KEYWORD_TEXT_ANY
+    ],
     Case(
         "hybrid-keyword-mode-operators",
-        lambda c: search.hybrid_search("alpha AND beta", mode="keyword"),
+        lambda c: search.hybrid_search("alpha AND beta", mode="keyword", match="all"),
         expect=finds_documents("s1"),
     ),
     Case(
@@ -548,7 +573,7 @@ CASES: list[Case] = [
     # No keyword terms, so only the vector signal counts: the semantic ranking, scaled by alpha.
     Case(
         "hybrid-operators-only",
-        lambda c: search.hybrid_search('"()*^:+-{} NEAR', c.good(), alpha=0.6),
+        lambda c: search.hybrid_search('"()*^:+-{} NEAR', c.good(), alpha=0.6, fusion="minmax"),
         expect=lambda c, r: _same_as_semantic(c, r, '"()*^:+-{} NEAR', 0.6),
     ),
     Case(
@@ -569,7 +594,7 @@ CASES: list[Case] = [
 
 def _same_as_semantic(ctx: Ctx, result: Any, query: str, alpha: float) -> None:
     """hybrid_search on text whose only term is 'near' (in s1 only): keyword 0.4 for s1, the rest semantic."""
-    semantic = {r.id: r.score for r in search.hybrid_search(query, ctx.good(), mode="semantic")}
+    semantic = {r.id: r.score for r in search.hybrid_search(query, ctx.good(), mode="semantic", fusion="minmax")}
     expected = {d: alpha * s + (1 - alpha) * (d == ctx.docs["s1"]) for d, s in semantic.items()}
     assert {r.id: round(r.score, 6) for r in result} == {
         d: round(s, 6) for d, s in expected.items()

@@ -327,7 +327,10 @@ def test_search_finds_ctx_rows(ctx_db) -> None:
     db = ctx_models.connect(path)
     try:
         hits = search.keyword_search("replication lag")
-        assert [h.chunk_id for h in hits] == [written["runbook"][1][1]]
+        assert hits[0].chunk_id == written["runbook"][1][1]  # both words
+        assert [h.chunk_id for h in hits[1:]] == [written["kafka"][1][0]]  # "lag" only
+        strict = search.keyword_search("replication lag", match="all")
+        assert [h.chunk_id for h in strict] == [written["runbook"][1][1]]
         assert ">>>replication<<<" in hits[0].snippet
         okapi = search.keyword_search("okapi")
         assert [h.chunk_id for h in okapi] == [written["readme"][1][2]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from ctx_models import fts, search, store
 from ctx_models.chunking import chunk_text
 from ctx_models.errors import ValidationError
 from ctx_models.fields import VectorField, decode_vector, encode_vector
+from ctx_models.words import unique_words, words
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -122,11 +124,13 @@ OPERATOR_CHARS = [
 @FAST
 @given(any_text)
 def test_user_query_never_raises_and_quotes_every_term(text: str) -> None:
-    query = fts.user_query(text)
-    assert isinstance(query, str)
-    terms = re.findall(r"\w+", text)
-    assert query == " ".join(f'"{t}"' for t in terms)
+    terms = unique_words(text)
+    assert fts.user_query(text) == " ".join(f'"{t}"' for t in terms)
+    assert fts.user_query(text, "any") == " OR ".join(f'"{t}"' for t in terms)
     assert '"' not in "".join(terms)
+    # Every letter, digit, underscore and combining mark of the text is in some word, in order.
+    kept = "".join(ch for ch in text if re.match(r"\w", ch) or unicodedata.category(ch)[0] == "M")
+    assert "".join(words(text)) == kept
 
 
 @FAST
@@ -168,20 +172,45 @@ def test_keyword_search_accepts_everything_sqlite_can_store(search_db, text: str
     )
 )
 def test_keyword_search_ands_the_words(search_db, parts: list[str]) -> None:
-    """Whatever operators surround them, the words are ANDed: the result is every chunk holding all of them."""
+    """With match="all", whatever operators surround them, the words are ANDed: every chunk holding all."""
     ctx_models.bind(search_db)
     text = " ".join(parts)
-    words = {w.lower() for w in re.findall(r"\w+", text)}
+    wanted = {w.lower() for w in re.findall(r"\w+", text)}
     expected = sorted(
-        f"doc{n}" for n, body in enumerate(VOCAB_TEXTS) if words and words <= set(body.split())
+        f"doc{n}" for n, body in enumerate(VOCAB_TEXTS) if wanted and wanted <= set(body.split())
     )
     try:
-        hits = search.keyword_search(text)
+        hits = search.keyword_search(text, match="all")
     except ValidationError:
         assert "\ud800" in text
         return
     ids = {d.id: d.source_id for d in ctx_models.Document.select()}
     assert sorted(ids[h.document_id] for h in hits) == expected
+
+
+@FAST
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(VOCAB),
+            st.sampled_from([v.upper() for v in VOCAB]),
+            st.sampled_from(OPERATOR_CHARS),
+        ),
+        max_size=12,
+    )
+)
+def test_keyword_search_ors_the_informative_words(search_db, parts: list[str]) -> None:
+    """By default every chunk holding any word of the question is found, except through words
+    in more than half of the chunks (BM25 gives them no weight), unless only such words remain."""
+    ctx_models.bind(search_db)
+    text = " ".join(parts)
+    wanted = {w.lower() for w in re.findall(r"\w+", text)}
+    holding = {w: {n for n, body in enumerate(VOCAB_TEXTS) if w in body.split()} for w in wanted}
+    informative = {w for w in wanted if len(holding[w]) <= len(VOCAB_TEXTS) / 2} or wanted
+    expected = sorted(f"doc{n}" for w in informative for n in holding[w])
+    hits = search.keyword_search(text)
+    ids = {d.id: d.source_id for d in ctx_models.Document.select()}
+    assert sorted({ids[h.document_id] for h in hits}) == sorted(set(expected))
 
 
 # --------------------------------------------------------------------------- chunking

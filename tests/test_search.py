@@ -63,20 +63,49 @@ def _normalise(cands: list[Candidate]) -> dict[str, float]:
     return {c.chunk_id: (c.score - lo) / (hi - lo) for c in cands}
 
 
-def reference_hybrid(db, query, vector, *, mode="hybrid", alpha=0.6, ck=80, cv=80, limit=12,
-                     source=None, since=None, model=None):
-    """The contract's hybrid algorithm, steps 1-5, over keyword_search and vector_search.
+def _reciprocal(cands: list[Candidate]) -> dict[str, float]:
+    """RRF per chunk, equal scores sharing the better rank."""
+    out, rank, previous = {}, 0, None
+    for position, c in enumerate(cands, 1):
+        if c.score != previous:
+            rank, previous = position, c.score
+        out[c.chunk_id] = (search.RRF_K + 1) / (search.RRF_K + rank)
+    return out
 
+
+def _informative(vector, vectors, source=None, since=None, model=None) -> bool:
+    """The contract's "a list whose scores are all equal is left out", over every vector searched."""
+    everything = search.vector_search(vector, limit=10_000, source=source, since=since, model=model)
+    return len(everything) == 1 or everything[0].score - everything[-1].score >= np.finfo(np.float64).eps
+
+
+def reference_hybrid(db, query, vector, *, mode="hybrid", alpha=None, fusion="rrf", ck=80, cv=80, limit=12,
+                     source=None, since=None, model=None):
+    """The contract's hybrid algorithm, steps 1-5, with ctx_models' deliberate differences.
+
+    Fusion by min-max (the contract's) or reciprocal rank; a semantic list whose
+    scores are all equal, or an empty keyword list in hybrid mode, is left out;
+    vector hits scoring 0 or less and fused scores of 0 do not count.
     Returns [(document id, score, best chunk ids)], best first.
     """
-    a = 0.0 if mode == "keyword" else 1.0 if mode == "semantic" else min(1.0, max(0.0, float(alpha)))
+    if alpha is None:
+        alpha = search.DEFAULT_ALPHA[fusion]
+    a = 0.0 if mode == "keyword" else 1.0 if mode == "semantic" else float(alpha)
     keyword = search.keyword_search(query, limit=ck, source=source, since=since) if mode != "semantic" else []
-    vectors = search.vector_search(vector, limit=cv, source=source, since=since, model=model) if mode != "keyword" else []
-    k, v = _normalise(keyword), _normalise(vectors)
+    vectors = []
+    if mode == "semantic" or (mode == "hybrid" and keyword):
+        vectors = search.vector_search(vector, limit=cv, source=source, since=since, model=model)
+        if vectors and not _informative(vector, vectors, source, since, model):
+            vectors = []
+        vectors = [c for c in vectors if c.score > 0]
+    normalise = _normalise if fusion == "minmax" else _reciprocal
+    k, v = normalise(keyword), normalise(vectors)
     doc_of = {c.chunk_id: c.document_id for c in keyword + vectors}
     per_doc: dict[str, list[tuple[float, str]]] = {}
     for chunk_id, doc_id in doc_of.items():
         score = (1.0 - a) * k.get(chunk_id, 0.0) + a * v.get(chunk_id, 0.0)
+        if score <= 0:
+            continue
         per_doc.setdefault(doc_id, []).append((score, chunk_id))
     docs = _doc_rows(db)
     best = {}
@@ -181,7 +210,7 @@ def test_keyword_returns_candidates_with_contract_scores(db, fruit):
 
 def test_keyword_scores_are_negated_rank_on_larger_corpus(corpus):
     hits = search.keyword_search("postgres failover", limit=80)
-    reference = _fts_reference(corpus, '"postgres" "failover"')
+    reference = _fts_reference(corpus, '"postgres" OR "failover"')
     assert len(hits) == min(80, len(reference)) > 5
     ref = dict(reference)
     for h in hits:
@@ -190,13 +219,33 @@ def test_keyword_scores_are_negated_rank_on_larger_corpus(corpus):
     assert sorted(ref.values(), reverse=True)[: len(hits)] == pytest.approx([h.score for h in hits])
 
 
-def test_keyword_terms_are_anded(db, fruit):
-    assert [h.document_id for h in search.keyword_search("apple banana")] == [fruit["a"]]
-    assert {h.document_id for h in search.keyword_search("cherry")} == {fruit["b"], fruit["c"]}
-    assert search.keyword_search("apple smoothie") == []
+def test_keyword_words_are_optional_and_bm25_ranks(db, fruit):
+    """Every word optional: more of the question's words (and rarer ones) rank first."""
+    # "apple" is in more than half of the chunks: BM25 gives it no weight (FTS5 clamps its
+    # IDF to 1e-6), so it is left out and cannot drag in chunks that match nothing else.
+    assert {h.document_id for h in search.keyword_search("apple smoothie")} == {fruit["c"]}
+    assert {h.document_id for h in search.keyword_search("apple")} == {fruit["a"], fruit["b"], fruit["e"]}
+    assert {h.document_id for h in search.keyword_search("cherry orchard")} == {
+        fruit["a"], fruit["b"], fruit["c"]
+    }
+    both = store.ingest("fruit", "both", "cherry orchard", updated_at=BASE - 1).document_id
+    assert search.keyword_search("cherry orchard")[0].document_id == both  # the one with both words
+    assert {h.document_id for h in search.keyword_search("cherry")} == {fruit["b"], fruit["c"], both}
     texts = _chunk_texts(db)
     for h in search.keyword_search("cherry banana"):
+        assert {"cherry", "banana"} & _words(texts[h.chunk_id])
+    # A question whose words are mostly absent still finds the chunk with the one that is there.
+    assert [h.document_id for h in search.keyword_search("which fruit goes in a smoothie")] == [fruit["c"]]
+
+
+def test_keyword_all_words_are_required_with_match_all(db, fruit):
+    assert [h.document_id for h in search.keyword_search("apple banana", match="all")] == [fruit["a"]]
+    assert search.keyword_search("apple smoothie", match="all") == []
+    texts = _chunk_texts(db)
+    for h in search.keyword_search("cherry banana", match="all"):
         assert {"cherry", "banana"} <= _words(texts[h.chunk_id])
+    with pytest.raises(ValidationError):
+        search.keyword_search("apple", match="some")
 
 
 def test_keyword_limit(corpus):
@@ -232,7 +281,8 @@ def test_snippet_markers_and_ellipsis(db):
 
 
 def test_snippet_short_text_whole_with_markers(db, fruit):
-    (hit,) = search.keyword_search("orchard banana")
+    hit = search.keyword_search("orchard banana")[0]
+    assert hit.document_id == fruit["a"]
     assert hit.snippet == "apple >>>banana<<< >>>orchard<<<"
 
 
@@ -275,20 +325,29 @@ def test_hostile_queries_equal_their_terms(db, fruit, hostile, plain):
     hits = search.keyword_search(hostile)
     expected = search.keyword_search(plain)
     assert [(h.chunk_id, h.score) for h in hits] == [(h.chunk_id, h.score) for h in expected]
-    # And the terms rule, checked against the text: every hit contains every term.
+    # And the word rule, checked against the text: every hit contains a word of the question.
     terms = _words(hostile)
     texts = _chunk_texts(db)
     for h in hits:
+        assert terms & _words(texts[h.chunk_id])
+    strict = search.keyword_search(hostile, match="all")
+    assert [(h.chunk_id, h.score) for h in strict] == [
+        (h.chunk_id, h.score) for h in search.keyword_search(plain, match="all")
+    ]
+    for h in strict:
         assert terms <= _words(texts[h.chunk_id])
 
 
 def test_operators_are_plain_terms(db, fruit):
-    # 'OR', 'NOT' and 'NEAR' are words to match, ANDed, not operators.
-    assert search.keyword_search("apple OR cherry") == []
-    assert [h.document_id for h in search.keyword_search("apple OR not")] == [fruit["e"]]
-    assert [h.document_id for h in search.keyword_search("NEAR(apple")] == [fruit["e"]]
-    assert [h.document_id for h in search.keyword_search("text:foo")] == [fruit["d"]]
-    assert [h.document_id for h in search.keyword_search("AND identifiers")] == [fruit["d"]]
+    # 'OR', 'NOT' and 'NEAR' are words to match, not operators.
+    assert search.keyword_search("apple OR cherry", match="all") == []
+    assert [h.document_id for h in search.keyword_search("apple OR not", match="all")] == [fruit["e"]]
+    assert [h.document_id for h in search.keyword_search("NEAR(apple", match="all")] == [fruit["e"]]
+    assert [h.document_id for h in search.keyword_search("text:foo", match="all")] == [fruit["d"]]
+    assert [h.document_id for h in search.keyword_search("AND identifiers", match="all")] == [fruit["d"]]
+    # Optional words: "or" and "not" are words of document e, so it ranks first.
+    assert search.keyword_search("OR NOT")[0].document_id == fruit["e"]
+    assert [h.document_id for h in search.keyword_search("NEAR")] == [fruit["e"]]
 
 
 @pytest.mark.parametrize("query", ["", " ", "\t\n", "!!!", '"', '""', "()", "*", "-", ":", "🙂🙃", "\x00", "'-*:\"()^+"])
@@ -301,14 +360,15 @@ def test_ten_thousand_character_queries(db, fruit):
     matching = ("apple banana " * 769).ljust(10_000, "!")
     assert len(matching) == 10_000
     hits = search.keyword_search(matching)
-    assert [h.document_id for h in hits] == [fruit["a"]]
+    assert hits[0].document_id == fruit["a"]
+    assert [h.document_id for h in search.keyword_search(matching, match="all")] == [fruit["a"]]
     rng = random.Random(1)
     noise = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5)) for _ in range(1700))[:10_000]
     assert search.keyword_search(noise) == []
     assert search.keyword_search("x" * 10_000) == []
     assert search.keyword_search('"(' * 5_000) == []
     assert search.keyword_search("apple " + "🙂" * 9_994) != []
-    assert search.hybrid_search(matching, mode="keyword")[0].id == fruit["a"]
+    assert search.hybrid_search(matching, mode="keyword", match="all")[0].id == fruit["a"]
 
 
 def test_unicode_terms(db):
@@ -427,18 +487,20 @@ def test_bad_source_raises(db, fruit):
 QUERIES = ["postgres failover", "vector", "kafka lag", "cache index search", "runbook incident"]
 
 
+@pytest.mark.parametrize("fusion", search.FUSIONS)
 @pytest.mark.parametrize("query", QUERIES)
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.6, 1.0])
-def test_hybrid_matches_reference_algorithm(corpus, query, alpha):
+def test_hybrid_matches_reference_algorithm(corpus, query, alpha, fusion):
     vector = _vec(query)
-    results = search.hybrid_search(query, vector, alpha=alpha, limit=20)
-    expected = reference_hybrid(corpus, query, vector, alpha=alpha, limit=20)
+    results = search.hybrid_search(query, vector, alpha=alpha, limit=20, fusion=fusion)
+    expected = reference_hybrid(corpus, query, vector, alpha=alpha, limit=20, fusion=fusion)
     assert len(results) == min(20, len(expected))
     _assert_same_as_reference(results, expected)
 
 
+@pytest.mark.parametrize("fusion", search.FUSIONS)
 @pytest.mark.parametrize("query", QUERIES[:3])
-def test_hybrid_reference_small_candidate_lists_and_filters(corpus, query):
+def test_hybrid_reference_small_candidate_lists_and_filters(corpus, query, fusion):
     vector = _vec(query)
     for kwargs in (
         dict(ck=5, cv=7, limit=12),
@@ -448,8 +510,10 @@ def test_hybrid_reference_small_candidate_lists_and_filters(corpus, query):
         dict(ck=15, cv=15, limit=10, source="jira", since="2026-01-20"),
     ):
         ck, cv = kwargs.pop("ck"), kwargs.pop("cv")
-        results = search.hybrid_search(query, vector, candidates_keyword=ck, candidates_vector=cv, **kwargs)
-        expected = reference_hybrid(corpus, query, vector, ck=ck, cv=cv, **kwargs)
+        results = search.hybrid_search(
+            query, vector, candidates_keyword=ck, candidates_vector=cv, fusion=fusion, **kwargs
+        )
+        expected = reference_hybrid(corpus, query, vector, ck=ck, cv=cv, fusion=fusion, **kwargs)
         _assert_same_as_reference(results, expected)
 
 
@@ -475,11 +539,12 @@ def test_hybrid_result_fields(corpus):
     assert len({r.id for r in results}) == len(results)  # one result per document
 
 
+@pytest.mark.parametrize("fusion", search.FUSIONS)
 @pytest.mark.parametrize("query", QUERIES)
-def test_hybrid_scores_in_unit_interval_and_sorted(corpus, query):
+def test_hybrid_scores_in_unit_interval_and_sorted(corpus, query, fusion):
     for alpha in (0.0, 0.25, 0.6, 1.0):
-        results = search.hybrid_search(query, _vec(query), alpha=alpha, limit=60)
-        assert all(0.0 <= r.score <= 1.0 for r in results)
+        results = search.hybrid_search(query, _vec(query), alpha=alpha, limit=60, fusion=fusion)
+        assert all(0.0 < r.score <= 1.0 for r in results)
         scores = [r.score for r in results]
         assert scores == sorted(scores, reverse=True)
         assert results[0].score == pytest.approx(1.0) or alpha not in (0.0, 1.0)
@@ -497,11 +562,13 @@ def test_alpha_one_orders_as_vector_search(corpus, query):
     vector = _vec(query)
     docs = _doc_rows(corpus)
     n_chunks = corpus.execute_sql("SELECT count(*) FROM chunk_vectors").fetchone()[0]
-    expected = _doc_order_from(search.vector_search(vector, limit=n_chunks), docs)
-    assert len(expected) == 60
-    for kwargs in (dict(alpha=1.0), dict(mode="semantic"), dict(alpha=5), dict(mode="semantic", alpha=0.2)):
+    similar = [c for c in search.vector_search(vector, limit=n_chunks) if c.score > 0]
+    expected = _doc_order_from(similar, docs)
+    assert len(expected) > 10
+    for kwargs in (dict(alpha=1.0), dict(mode="semantic"), dict(mode="semantic", alpha=0.2),
+                   dict(mode="semantic", fusion="minmax")):
         results = search.hybrid_search(query, vector, candidates_vector=n_chunks, limit=60, **kwargs)
-        assert _ids(results) == expected, kwargs
+        assert _ids(results) == expected[:60], kwargs
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -513,12 +580,10 @@ def test_alpha_zero_orders_as_keyword_search(corpus, query):
     keyword_mode = search.hybrid_search(query, mode="keyword", limit=60)
     assert _ids(keyword_mode) == expected[:60]
     assert keyword_mode == search.hybrid_search(query, vector, mode="keyword", limit=60)
-    for alpha in (0.0, -1, -0.5):
-        results = search.hybrid_search(query, vector, alpha=alpha, limit=60)
-        positive = [r for r in results if r.score > 0]
-        assert _ids(positive) == [r.id for r in keyword_mode if r.score > 0]
-        assert [r.score for r in positive] == pytest.approx([r.score for r in keyword_mode if r.score > 0])
-        assert all(r.score == 0 for r in results[len(positive):])
+    for fusion in search.FUSIONS:
+        results = search.hybrid_search(query, vector, alpha=0.0, limit=60, fusion=fusion)
+        # Chunks found only by the vector signal score 0 at alpha 0, so they are not returned.
+        assert _ids(results) == _ids(search.hybrid_search(query, mode="keyword", limit=60, fusion=fusion))
 
 
 def test_keyword_mode_needs_no_vector_and_equals_alpha_zero(corpus):
@@ -536,11 +601,34 @@ def test_keyword_mode_needs_no_vector_and_equals_alpha_zero(corpus):
 
 
 @pytest.mark.parametrize("mode", ["semantic", "hybrid"])
-def test_vector_modes_need_a_vector(corpus, mode):
-    with pytest.raises(VectorError):
-        search.hybrid_search("postgres failover", None, mode=mode)
-    with pytest.raises(VectorError):
-        search.hybrid_search("postgres failover", mode=mode)
+def test_without_a_vector_the_question_is_embedded_with_the_stored_model(corpus, mode):
+    query = "postgres failover"
+    given = search.hybrid_search(query, _vec(query), mode=mode, explain=True)
+    resolved = search.hybrid_search(query, mode=mode, explain=True)
+    assert given and [(r.id, r.score) for r in resolved] == [(r.id, r.score) for r in given]
+    assert resolved.signals["semantic"].note == "model hashing-v1-384"
+    assert search.vector_search(query) == search.vector_search(_vec(query))
+    with_embedder = search.hybrid_search(query, mode=mode, embedder=EMBEDDER)
+    assert [r.id for r in with_embedder] == [r.id for r in given]
+
+
+def test_a_model_that_is_not_installed_is_named_with_what_to_install(corpus):
+    corpus.execute_sql("UPDATE embeddings SET model = 'wordllama-l2-supercat-256'")
+    import ctx_models.embedders as embedders
+
+    def missing():
+        raise ctx_models.EmbedderUnavailableError("needs wordllama: pip install 'ctx-models[semantic]'")
+
+    embedders.register_embedder("wordllama-l2-supercat-256", missing)
+    try:
+        with pytest.raises(ctx_models.EmbedderUnavailableError, match=r"ctx-models\[semantic\]"):
+            search.hybrid_search("postgres failover", mode="semantic")
+        # Hybrid still answers with keywords, and says why the semantic signal is missing.
+        results = search.hybrid_search("postgres failover")
+        assert results
+        assert "pip install" in results.signals["semantic"].note
+    finally:
+        embedders.register_embedder("wordllama-l2-supercat-256", embedders.WordLlamaEmbedder)
 
 
 def test_hybrid_bad_vector(corpus):
@@ -548,8 +636,10 @@ def test_hybrid_bad_vector(corpus):
     bad[0] = np.nan
     with pytest.raises(VectorError):
         search.hybrid_search("postgres", bad)
-    with pytest.raises(VectorError):  # DimensionMismatchError is a VectorError
-        search.hybrid_search("postgres", np.ones(10))
+    # A vector of another length is compared with nothing: the keyword hits remain.
+    results = search.hybrid_search("postgres", np.ones(10))
+    assert _ids(results) == _ids(search.hybrid_search("postgres", mode="keyword"))
+    assert "length 10" in results.signals["semantic"].note
 
 
 @pytest.mark.parametrize("mode", ["bogus", "", "KEYWORD", None])
@@ -558,16 +648,22 @@ def test_unknown_mode_raises(corpus, mode):
         search.hybrid_search("postgres", _vec("postgres"), mode=mode)
 
 
-def test_alpha_is_clamped(corpus):
+@pytest.mark.parametrize("outside", [5, 1.0000001, float("inf"), -1, -0.01, float("-inf")])
+def test_alpha_outside_the_unit_interval_is_an_error(corpus, outside):
+    with pytest.raises(ValidationError, match="alpha must be from 0"):
+        search.hybrid_search("postgres failover", _vec("postgres failover"), alpha=outside)
+
+
+def test_alpha_defaults_per_fusion(corpus):
     query, vector = "postgres failover", _vec("postgres failover")
-    for outside, inside in ((5, 1.0), (1.0000001, 1.0), (float("inf"), 1.0), (-1, 0.0), (-0.01, 0.0), (float("-inf"), 0.0)):
-        got = search.hybrid_search(query, vector, alpha=outside, limit=40, explain=True)
-        want = search.hybrid_search(query, vector, alpha=inside, limit=40, explain=True)
-        assert [(r.id, r.score, r.chunk_id) for r in got] == [(r.id, r.score, r.chunk_id) for r in want]
-        assert all(r.explain["alpha"] == inside for r in got)
+    for fusion in search.FUSIONS:
+        results = search.hybrid_search(query, vector, fusion=fusion, explain=True)
+        assert results.alpha == search.DEFAULT_ALPHA[fusion]
+        assert all(r.explain["alpha"] == search.DEFAULT_ALPHA[fusion] for r in results)
+    assert search.DEFAULT_ALPHA["minmax"] == 0.6  # the contract's
 
 
-@pytest.mark.parametrize("alpha", [float("nan"), "0.5", None, True])
+@pytest.mark.parametrize("alpha", [float("nan"), "0.5", True])
 def test_bad_alpha_raises(corpus, alpha):
     with pytest.raises(ValidationError):
         search.hybrid_search("postgres", _vec("postgres"), alpha=alpha)
@@ -583,14 +679,18 @@ def test_empty_query_returns_nothing(corpus):
 def test_explain(corpus):
     query, vector = "tls certificate rotation", _vec("tls certificate rotation")
     results = search.hybrid_search(query, vector, alpha=0.35, candidates_keyword=9, candidates_vector=11,
-                                   limit=15, explain=True)
+                                   limit=15, explain=True, fusion="minmax")
     keyword = search.keyword_search(query, limit=9)
     vectors = search.vector_search(vector, limit=11)
     k, v = _normalise(keyword), _normalise(vectors)
     assert results
     for r in results:
         e = r.explain
-        assert set(e) >= {"keyword", "semantic", "alpha", "keyword_candidates", "vector_candidates"}
+        assert set(e) >= {"keyword", "semantic", "alpha", "keyword_candidates", "vector_candidates",
+                          "fusion", "signals", "keyword_rank", "semantic_rank"}
+        assert e["fusion"] == "minmax"
+        assert e["signals"] == {"keyword": str(results.signals["keyword"]),
+                                "semantic": str(results.signals["semantic"])}
         assert e["alpha"] == 0.35
         assert e["keyword_candidates"] == len(keyword)
         assert e["vector_candidates"] == len(vectors) == 11
@@ -637,20 +737,23 @@ def test_single_signal_documents_surface(db):
     store.replace_chunks(v_doc.id, ["lion mane"], [[1.0, 0.0, 0.0, 0.0]], "m4")
     w_doc, _ = store.upsert_document("s", "weak", "giraffe neck", updated_at=BASE + 2)
     store.replace_chunks(w_doc.id, ["giraffe neck"], [[0.0, 1.0, 0.0, 0.0]], "m4")
-    results = search.hybrid_search("zebra", [1.0, 0.0, 0.0, 0.0], alpha=0.6, explain=True)
+    results = search.hybrid_search("zebra", [1.0, 0.0, 0.0, 0.0], alpha=0.6, explain=True, fusion="minmax")
     by_id = {r.id: r for r in results}
-    assert _ids(results) == [v_doc.id, k_doc, w_doc.id]
+    assert _ids(results) == [v_doc.id, k_doc]  # the orthogonal "weak" document is no evidence
     assert by_id[k_doc].explain["keyword"] == 1.0  # a one-entry list normalises to 1.0
     assert by_id[k_doc].explain["semantic"] == 0.0
     assert by_id[k_doc].score == pytest.approx(0.4)
     assert by_id[v_doc.id].explain["keyword"] == 0.0
     assert by_id[v_doc.id].explain["semantic"] == 1.0
     assert by_id[v_doc.id].score == pytest.approx(0.6)
-    assert by_id[w_doc.id].score == 0.0
     assert by_id[k_doc].snippet == ">>>zebra<<< stripes"
     assert by_id[v_doc.id].snippet == "lion mane"
     # alpha 0.3: the keyword-only document wins.
-    assert _ids(search.hybrid_search("zebra", [1.0, 0.0, 0.0, 0.0], alpha=0.3))[0] == k_doc
+    assert _ids(search.hybrid_search("zebra", [1.0, 0.0, 0.0, 0.0], alpha=0.3, fusion="minmax"))[0] == k_doc
+    # No word of the question in the corpus: hybrid returns nothing, semantic mode still answers.
+    nothing = search.hybrid_search("tiger", [1.0, 0.0, 0.0, 0.0])
+    assert nothing == [] and "no chunk holds any word" in nothing.why_empty
+    assert _ids(search.hybrid_search("tiger", [1.0, 0.0, 0.0, 0.0], mode="semantic")) == [v_doc.id]
 
 
 def test_ties_broken_by_updated_at_then_id(db):

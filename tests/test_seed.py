@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ctx_models.embedders import default_embedder
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "scripts" / "seed.py"
 TABLES = ("documents", "chunks", "checkpoints", "embeddings", "chunk_vectors")
@@ -97,7 +99,9 @@ def test_every_chunk_has_one_fts_row(seeded):
     assert set(fts) == chunks
 
 
-def test_every_chunk_has_a_384_dim_vector(seeded):
+def test_every_chunk_has_a_vector_of_the_default_model(seeded):
+    """WordLlama (256 dims) with the test extra installed, the hashing embedder (384) without."""
+    model = default_embedder()
     db, rows, _ = seeded
     missing = query(
         db,
@@ -109,8 +113,9 @@ def test_every_chunk_has_a_384_dim_vector(seeded):
         db,
         "SELECT c.id FROM chunks c JOIN chunk_vectors v ON v.chunk_id = c.id "
         "JOIN embeddings e ON e.chunk_id = c.id "
-        "WHERE typeof(v.embedding) != 'blob' OR length(v.embedding) != 1536 OR e.dims != 384 "
-        "OR e.hash != c.hash OR v.document_id != c.document_id",
+        "WHERE typeof(v.embedding) != 'blob' OR length(v.embedding) != ? OR e.dims != ? "
+        "OR e.model != ? OR e.hash != c.hash OR v.document_id != c.document_id",
+        (4 * model.dims, model.dims, model.model),
     )
     assert bad == []
     assert len(rows["chunk_vectors"]) == len(rows["chunks"]) == len(rows["embeddings"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -20,7 +21,7 @@ import ctx_models
 from ctx_models import integrity, search, store
 from ctx_models.errors import (
     CorruptValueError,
-    DimensionMismatchError,
+    EmbedderUnavailableError,
     ValidationError,
     VectorError,
 )
@@ -204,10 +205,16 @@ def test_all_zero_query_scores_zero_for_all(corpus):
 
 
 @pytest.mark.parametrize("length", [DIMS - 1, DIMS + 1, 1, 384])
-def test_wrong_length_query_raises_dimension_mismatch(corpus, length):
-    with pytest.raises(DimensionMismatchError) as info:
-        search.vector_search(np.ones(length, dtype=np.float32), limit=5)
-    assert isinstance(info.value, VectorError)
+def test_query_of_another_length_finds_nothing_and_says_why(corpus, length, caplog):
+    """Vectors are compared with stored vectors of their own length; other lengths never fail."""
+    with caplog.at_level(logging.INFO, logger="ctx_models.search"):
+        assert search.vector_search(np.ones(length, dtype=np.float32), limit=5) == []
+    assert f"length {length}" in caplog.text
+    results = search.hybrid_search("doc chunk", np.ones(length, dtype=np.float32), explain=True)
+    assert results, "the keyword hits are still returned"
+    assert not results.signals["semantic"].used
+    assert "no stored vector has the question's length" in results.signals["semantic"].note
+    assert "semantic: left out" in results[0].explain["signals"]["semantic"]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -218,10 +225,16 @@ def test_non_finite_query_raises_vector_error(corpus, bad):
         search.vector_search(query, limit=5)
 
 
-@pytest.mark.parametrize("query", [None, [], "abc", [[1.0] * DIMS]])
+@pytest.mark.parametrize("query", [None, [], [[1.0] * DIMS], b"abc"])
 def test_malformed_query_raises_vector_error(corpus, query):
     with pytest.raises(VectorError):
         search.vector_search(query, limit=5)
+
+
+def test_text_query_needs_the_stored_models_embedder(corpus):
+    """Text is embedded with the model of the stored vectors; an unknown one is an error saying so."""
+    with pytest.raises(EmbedderUnavailableError, match="register_embedder"):
+        search.vector_search("abc", limit=5)
 
 
 def test_empty_store_returns_nothing(db):
@@ -523,7 +536,10 @@ def test_rolled_back_vector_is_not_returned(db, embedder):
     # top slot with a row that no longer exists and come back short.
     (best,) = search.vector_search(query, limit=1)
     assert best.document_id != new.document_id
-    assert len(search.hybrid_search("ephemeral platypus", query, mode="semantic", candidates_vector=2)) == 2
+    # The other documents share no word with the question: no closer than orthogonal, no evidence.
+    assert search.hybrid_search("ephemeral platypus", query, mode="semantic") == []
+    seed_query = embedder.embed(["seed topic1"])[0]
+    assert len(search.hybrid_search("seed topic1", seed_query, mode="semantic", candidates_vector=2)) == 2
     again = search.vector_search(query, limit=10)
     assert [h.chunk_id for h in again] == [h.chunk_id for h in after]
     assert all(r.id != new.document_id for r in search.hybrid_search("ephemeral platypus", query))

@@ -1,4 +1,4 @@
-"""Hand-written demo documents that scripts/seed.py loads into a database.
+"""Hand-written demo documents that `ctx-models seed` loads into a database.
 
 The documents describe a fictional company ("Northwind Labs") so that
 keyword, semantic and hybrid search have something realistic to find.
