@@ -27,7 +27,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -152,7 +152,7 @@ class WordLlamaEmbedder:
     models: fast on a CPU, and semantic. ``WordLlama.load()`` looks for the
     tokenizer in the wrong folder and then downloads it; loading from the
     package's own folder with downloads disabled avoids both. Vectors are
-    L2-normalised; text with no tokens embeds to the zero vector (never NaN).
+    L2-normalised; blank text embeds to the zero vector (never NaN).
     """
 
     model = "wordllama-l2-supercat-256"
@@ -160,7 +160,7 @@ class WordLlamaEmbedder:
 
     def __init__(self) -> None:
         try:
-            import wordllama
+            wordllama = _import_wordllama()
         except ImportError:
             raise EmbedderUnavailableError(
                 f"the {self.model} embedder needs the wordllama package: "
@@ -185,15 +185,38 @@ class WordLlamaEmbedder:
         return "WordLlamaEmbedder()"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
+        matrix = np.zeros((len(texts), self.dims), dtype=np.float32)
+        # Blank text has no words: its vector stays zero (WordLlama would embed the space token).
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        if not filled:
+            return matrix
         with self._lock:
-            matrix = np.asarray(self._model.embed(list(texts), norm=False, batch_size=256))
-        matrix = matrix.astype(np.float32, copy=False).reshape(len(texts), self.dims)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        np.divide(matrix, norms, out=matrix, where=norms > np.finfo(np.float32).eps)
-        matrix[(norms <= np.finfo(np.float32).eps)[:, 0]] = 0.0
+            vectors = self._model.embed([texts[i] for i in filled], norm=False, batch_size=256)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(filled), self.dims)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        np.divide(vectors, norms, out=vectors, where=norms > np.finfo(np.float32).eps)
+        vectors[(norms <= np.finfo(np.float32).eps)[:, 0]] = 0.0
+        matrix[filled] = vectors
         return matrix
+
+
+def _import_wordllama() -> Any:
+    """Import wordllama without the side effect of its import.
+
+    wordllama calls ``logging.basicConfig(level=INFO)`` when imported, which
+    would switch on INFO logging for the whole application; the root logger's
+    handlers and level are put back as they were.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import wordllama
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    return wordllama
 
 
 # --------------------------------------------------------------------------- the registry

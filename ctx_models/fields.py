@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from peewee import BlobField, IntegerField, TextField
+from peewee import SQL, BlobField, Case, IntegerField, TextField, fn
+from playhouse.sqlite_ext import JSONField, JSONPath
 
 from .errors import CorruptValueError, ValidationError, VectorError
 
@@ -24,6 +25,7 @@ __all__ = [
     "EpochField",
     "VectorField",
     "JSONObjectField",
+    "UnreadableJSON",
     "IntegerTextField",
     "to_epoch",
     "from_epoch",
@@ -199,23 +201,69 @@ def load_json(text: str, what: str, error: type[Exception] = CorruptValueError) 
         raise error(f"{what}: not valid JSON ({exc})") from exc
 
 
-class JSONObjectField(TextField):
-    """A JSON object stored as TEXT; a ``dict`` in Python."""
+class UnreadableJSON(dict[str, Any]):
+    """The value of a JSON-object column whose stored text is not a JSON object.
 
-    def db_value(self, value: Any) -> str | None:
+    The ``ctx`` tool's script connectors may store any text in
+    ``metadata_json``, and ``ctx`` reads such text as ``{}``. So does this: it is
+    an empty dict, and ``text`` keeps what is stored. Writing it back writes that
+    same text, so saving a document never destroys what another program stored.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"UnreadableJSON({self.text!r:.60})"
+
+
+class _GuardedJSONPath(JSONPath):
+    """A JSON path that reads NULL from rows whose text is not JSON, instead of failing the query."""
+
+    def _converter(self, value: Any) -> Any:
+        # json_extract gives SQL values: numbers and strings as themselves, arrays and
+        # objects as JSON text (playhouse's JSONField reads them the same way).
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def __sql__(self, ctx: Any) -> Any:
+        if not self._path:
+            return ctx.sql(self._field)
+        extract = fn.json_extract(self._field, self.path)
+        return ctx.sql(Case(None, [(fn.json_valid(self._field), extract)], SQL("NULL")))
+
+
+class JSONObjectField(JSONField):
+    """A JSON object stored as TEXT; a ``dict`` in Python, with playhouse's JSON paths.
+
+    ``Document.metadata["team"] == "platform"`` filters in SQL through
+    ``json_extract``, as with playhouse's ``JSONField``; rows whose text is not
+    JSON read as NULL there. Writes must be JSON objects; stored text that is
+    not one reads as an empty :class:`UnreadableJSON` (never an error).
+    """
+
+    Path = _GuardedJSONPath
+
+    def db_value(self, value: Any) -> Any:
         if value is None:
             return None
+        if isinstance(value, UnreadableJSON):
+            return value.text
         return dump_json_object(value, self.column_name or "json")
 
     def python_value(self, value: Any) -> dict[str, Any] | None:
         if value is None:
             return None
-        parsed = load_json(value, self.column_name or "json")
-        if not isinstance(parsed, dict):
-            raise CorruptValueError(
-                f"{self.column_name}: stored JSON is a {type(parsed).__name__}, not an object"
-            )
-        return parsed
+        try:
+            parsed = load_json(value, self.column_name or "json")
+        except CorruptValueError:
+            return UnreadableJSON(value)
+        return parsed if isinstance(parsed, dict) else UnreadableJSON(value)
 
 
 class IntegerTextField(TextField):

@@ -524,6 +524,11 @@ def main() -> int:
     )
     p.add_argument("--rounds", type=int, default=3, help="passes over the 50 queries (default 3)")
     p.set_defaults(run=bench_search)
+    import bench_quality  # scripts/ is on sys.path when this file is run
+
+    p = commands.add_parser("quality", help="nDCG@10 and Recall@100, BEIR data or the demo")
+    bench_quality.add_arguments(p)
+    p.set_defaults(run=bench_quality.bench_quality)
     args = parser.parse_args()
     args.run(args)
     return 0

@@ -25,6 +25,7 @@ from ctx_models import (
     ValidationError,
     VectorError,
 )
+from ctx_models.fields import UnreadableJSON
 
 UTC = dt.UTC
 MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -456,15 +457,36 @@ def test_json_object_bad_values_refused(db, value):
     assert _count("documents", db) == before
 
 
-@pytest.mark.parametrize("stored", ["[1, 2]", "not json", "42", '"text"', "null"])
-def test_json_object_bad_stored_value_raises_corrupt_value(db, stored):
+@pytest.mark.parametrize("stored", ["[1, 2]", "not json", "42", '"text"', "null", "{'a': 1}", ""])
+def test_json_object_text_another_program_stored_reads_as_empty_and_survives_a_save(db, stored):
+    """ctx's script connectors store any text in metadata_json; ctx reads it as {}, and so do we."""
     db.execute_sql(
         "INSERT INTO documents (id, source, source_id, created_at, updated_at, body, metadata_json, dedup_hash) "
         "VALUES ('j', 's', 'j', 0, 0, 'b', ?, 'h')",
         (stored,),
     )
-    with pytest.raises(CorruptValueError):
-        _ = Document.get_by_id("j").metadata
+    doc = Document.get_by_id("j")
+    assert doc.metadata == {} and isinstance(doc.metadata, UnreadableJSON)
+    assert doc.metadata.text == stored
+    doc.title = "renamed"
+    doc.save()
+    row = db.execute_sql("SELECT metadata_json, title FROM documents WHERE id = 'j'").fetchone()
+    assert row == (stored, "renamed")  # nothing is rewritten but what the caller changed
+    assert [d.id for d in Document.select().where(Document.metadata["team"] == "x")] == []
+
+
+def test_json_paths_filter_in_sql_as_with_playhouse_json_field(db):
+    a = _make_document(metadata={"team": "platform", "n": 3, "tags": ["db", "oncall"]})
+    _make_document(source_id="b", metadata={"team": "search", "n": 1})
+    db.execute_sql(
+        "INSERT INTO documents (id, source, source_id, created_at, updated_at, body, metadata_json, dedup_hash) "
+        "VALUES ('odd', 's', 'odd', 0, 0, 'b', 'not json at all', 'h')"
+    )
+    assert [d.id for d in Document.select().where(Document.metadata["team"] == "platform")] == [a.id]
+    assert [d.id for d in Document.select().where(Document.metadata["n"] > 2)] == [a.id]
+    assert [d.id for d in Document.select().where(Document.metadata["tags"][1] == "oncall")] == [a.id]
+    teams = Document.select(Document.metadata["team"].alias("team")).order_by(Document.id).tuples()
+    assert sorted(t for (t,) in teams if t) == ["platform", "search"]
 
 
 # --------------------------------------------------------------------------- IntegerTextField
