@@ -157,7 +157,7 @@ class Term:
 
     word: str
     phrase: str  # '"word"', or '"prefix"*' for all its forms
-    chunks: int  # chunks holding it (summed over its forms, at most the chunk count)
+    chunks: int | None  # chunks holding it (its forms summed); None: not known, see _look_up
 
 
 @dataclass
@@ -166,7 +166,8 @@ class KeywordPlan:
 
     match: str
     used: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # too common to change the order
+    absent: list[str] = field(default_factory=list)  # in no chunk at all
 
 
 class KeywordStats:
@@ -199,6 +200,10 @@ class KeywordStats:
     def _look_up(self, conn: sqlite3.Connection, word: str, key: str) -> Term:
         if not (key.isascii() and key.isalpha() and len(key) > _MIN_PREFIX):
             row = conn.execute(_VOCAB_TERM, (key,)).fetchone()
+            if row is None and not key.isascii():
+                # FTS5 folds case and diacritics with its own tables ("zürich" is indexed
+                # as "zurich"), so a miss says nothing: FTS5 will fold the query the same way.
+                return Term(word, f'"{word}"', None)
             return Term(word, f'"{word}"', row[0] if row else 0)
         start = key[:_MIN_PREFIX]
         forms = conn.execute(_VOCAB_RANGE, (start, start[:-1] + chr(ord(start[-1]) + 1))).fetchall()
@@ -221,16 +226,19 @@ class KeywordStats:
         for word in unique_words(text):
             term = self.term(conn, word)
             terms.setdefault(term.phrase, term)
-        kept = [t for t in terms.values() if t.chunks <= COMMON_FRACTION * self.chunks]
-        kept = kept or list(terms.values())
-        scored = sum(t.chunks for t in kept)
-        for term in sorted(kept, key=lambda t: -t.chunks):
-            if scored <= ROW_BUDGET or term.chunks <= SPEED_FRACTION * self.chunks or len(kept) == 1:
+        # A word no chunk holds matches nothing: leaving it out changes no result.
+        present = [t for t in terms.values() if t.chunks != 0]
+        kept = [t for t in present if (t.chunks or 0) <= COMMON_FRACTION * self.chunks] or present
+        scored = sum(t.chunks or 0 for t in kept)
+        for term in sorted(kept, key=lambda t: -(t.chunks or 0)):
+            count = term.chunks or 0
+            if scored <= ROW_BUDGET or count <= SPEED_FRACTION * self.chunks or len(kept) == 1:
                 break
             kept.remove(term)
-            scored -= term.chunks
+            scored -= count
         return KeywordPlan(
             " OR ".join(t.phrase for t in kept),
             [t.word for t in kept],
-            [t.word for t in terms.values() if t not in kept],
+            [t.word for t in present if t not in kept],
+            [t.word for t in terms.values() if t.chunks == 0],
         )

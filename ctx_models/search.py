@@ -111,7 +111,8 @@ class Signal:
 
     def __str__(self) -> str:
         if self.used:
-            return f"{self.name}: {self.candidates} candidates" + (f" ({self.note})" if self.note else "")
+            count = f"{self.candidates} candidate{'s' if self.candidates != 1 else ''}"
+            return f"{self.name}: {count}" + (f" ({self.note})" if self.note else "")
         return f"{self.name}: left out, {self.note}"
 
 
@@ -353,9 +354,13 @@ def _keyword_candidates(
         stats.ensure_fresh(conn, change_stamp(conn), trust=not outer_transaction)
         plan = stats.plan(conn, text)
         expression = plan.match
+        if not expression and plan.absent:
+            return [], Signal("keyword", False, 0, "no chunk holds any word of the question")
         note = f"words: {' '.join(plan.used)}"
         if plan.dropped:
             note += f"; too common to count: {' '.join(plan.dropped)}"
+        if plan.absent:
+            note += f"; in no chunk: {' '.join(plan.absent)}"
     if not expression.strip():
         return [], Signal("keyword", False, 0, "the question has no words")
     found = _keyword_rows(db, expression, limit, source, since, raw=raw)

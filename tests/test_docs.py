@@ -37,7 +37,7 @@ def test_readme_python_examples_run_in_order(tmp_path: Path, monkeypatch: pytest
     printed = output.getvalue().splitlines()
     assert "created 1" in printed
     assert "unchanged" in printed
-    assert "float32 (384,)" in printed
+    assert "float32 True" in printed
     assert "2 0 2" in printed  # the folder example, first run
     assert (tmp_path / "example" / "ctx.sqlite").exists()
     # The folder example's promise: a second run rewrites nothing.
@@ -57,7 +57,8 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one() -> None
     commands = [block.strip() for block in re.findall(r"\.\. code-block:: shell\n\n((?:    .*\n)+)", section)]
     install_and_seed, install_and_test = commands[0], commands[1]
     assert "\n" not in install_and_seed and "\n" not in install_and_test
-    assert "scripts/seed.py" in install_and_seed and "pip install ." in install_and_seed
+    assert install_and_seed.endswith("ctx-models seed")
+    assert "pip install '.[semantic]'" in install_and_seed
     assert "'.[test]'" in install_and_test and install_and_test.endswith("pytest")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert install_and_test in ci.splitlines()

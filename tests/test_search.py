@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ctx_models
-from ctx_models import search, store
+from ctx_models import fts, search, store
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.errors import QuerySyntaxError, ValidationError, VectorError
 from ctx_models.search import Candidate, SearchResult
@@ -825,3 +825,24 @@ def test_hybrid_model_restricts_vectors(db):
     only_two = search.hybrid_search("gamma", [1.0, 0.0, 0.0], mode="semantic", model="m-two", explain=True)
     assert _ids(only_two) == [b.id]
     assert only_two[0].explain["vector_candidates"] == 1
+
+
+@pytest.mark.parametrize(
+    "word, scattered",
+    [
+        ("हिन्दी", "द and न and ह"),  # Devanagari: the virama and vowel signs are combining marks
+        ("สวัสดี", "สด and สว"),  # Thai: the vowel marks above the letters are combining marks
+    ],
+)
+def test_words_with_combining_marks_are_one_term(db, word, scattered):
+    """Python's \\w misses combining marks: cut there, the word would become letters matched
+    anywhere. Quoted whole, FTS5 tokenises it as it tokenised the text: one phrase."""
+    whole = store.ingest("s", "whole", f"{word} text", updated_at=BASE).document_id
+    store.ingest("s", "scattered", f"only the letters {scattered}", updated_at=BASE + 1)
+    assert re.findall(r"\w+", word) != [word]  # the \w rule would cut it
+    assert fts.user_query(word) == f'"{word}"'
+    for match in ("any", "all"):
+        assert [h.document_id for h in search.keyword_search(word, match=match)] == [whole]
+    # The pieces the \w rule would make, ANDed as ctx does, also find the scattered letters.
+    pieces = " ".join(f'"{p}"' for p in re.findall(r"\w+", word))
+    assert len(search.keyword_search(pieces, raw=True)) == 2

@@ -189,20 +189,8 @@ def chunk_parents(db: Database, chunk_ids: Sequence[str]) -> dict[str, tuple[str
     return found
 
 
-class NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def progress(enabled: bool, total: int | None, unit: str) -> Any:
-    if not enabled:
-        return NoProgress()
+    """A tqdm bar on stderr, or a silent one (tqdm's own ``disable``) when not ``enabled``."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False)
+    return tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False, disable=not enabled)
