@@ -12,6 +12,7 @@ the schema the ``ctx`` tool uses (see the storage contract).
 
 from __future__ import annotations
 
+from .backends import connect
 from .errors import (
     ConfigError,
     CorruptValueError,
@@ -39,7 +40,6 @@ from .models import (
     database_proxy,
 )
 from .schema import SCHEMA_VERSION, MigrationResult, run_migrations
-from .sqlite import connect
 
 __version__ = "0.1.0"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__, integrity, search, store
+from .backends import connect
 from .config import DEFAULT_DB_PATH, ENV_VAR, resolve_db_path
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
-from .sqlite import connect
 
 __all__ = ["main", "build_parser"]
 

@@ -7,10 +7,12 @@ For a second database in the same process use peewee's ``bind_ctx``::
     with other_db.bind_ctx(ctx_models.MODELS):
         ...
 
-Declared column types, NOT NULLs, SQL defaults, UNIQUE constraints and foreign
-keys are exactly the contract's, so a database made here opens in the ``ctx``
-tool and the reverse. Foreign keys get ``index=False`` because the contract's
-indexes have names of their own; :mod:`ctx_models.schema` creates them.
+Declared column types, NOT NULLs, SQL defaults, UNIQUE constraints, foreign
+keys and the four named indexes are exactly the contract's, so a database made
+here opens in the ``ctx`` tool and the reverse, and peewee's own tools
+(``playhouse.schema_diff``, ``pwiz``) see the models and the file agree.
+Foreign keys get ``index=False`` because the contract's indexes have names of
+their own; they are declared with ``add_index`` below.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelIndex,
     TextField,
 )
 from playhouse.sqlite_ext import FTS5Model, SearchField
@@ -175,6 +178,16 @@ class ChunkVector(BaseModel):
     class Meta:
         table_name = "chunk_vectors"
 
+
+# The contract's named indexes; ``create_tables`` creates them with their tables.
+Chunk.add_index(ModelIndex(Chunk, (Chunk.document,), name="idx_chunks_document_id"))
+Document.add_index(ModelIndex(Document, (Document.source,), name="idx_documents_source"))
+Document.add_index(
+    ModelIndex(Document, (Document.updated_at.desc(),), name="idx_documents_updated_at")
+)
+ChunkVector.add_index(
+    ModelIndex(ChunkVector, (ChunkVector.document,), name="idx_chunk_vectors_document_id")
+)
 
 #: Every model, parents before children (the order ``create_tables`` and deletes need).
 MODELS: tuple[type[Model], ...] = (Document, Chunk, Checkpoint, ChunkFTS, Embedding, ChunkVector)

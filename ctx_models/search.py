@@ -31,35 +31,30 @@ import datetime as dt
 import logging
 import math
 import numbers
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import peewee
 from peewee import Database
 
-from . import fts
+from .backends import Backend, Candidate, backend_for
 from .embedders import Embedder, embed_texts, embedder_for_model
-from .errors import EmbedderUnavailableError, QuerySyntaxError, ValidationError, VectorError
+from .errors import EmbedderUnavailableError, ValidationError, VectorError
 from .fields import MAX_EPOCH, encode_vector, to_epoch
 from .models import Document, bound_database
-from .sqlite import translate_errors
-from .vector_index import ConnectionState, VectorIndex, change_stamp, state_for
 
 __all__ = [
     "Candidate",
     "Signal",
     "SearchResult",
     "SearchResults",
-    "keyword_query",
     "keyword_search",
     "vector_search",
     "hybrid_search",
     "parse_since",
     "MODES",
+    "MATCH_MODES",
     "FUSIONS",
     "DEFAULT_FUSION",
     "DEFAULT_ALPHA",
@@ -69,6 +64,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODES = ("keyword", "semantic", "hybrid")
+#: ``any``: every word optional, BM25 ranks; ``all``: every word required, as the ctx tool does.
+MATCH_MODES = ("any", "all")
 #: ``rrf``: reciprocal-rank fusion; ``minmax``: the contract's (and the ctx tool's) score fusion.
 FUSIONS = ("rrf", "minmax")
 DEFAULT_FUSION = "rrf"
@@ -78,26 +75,8 @@ DEFAULT_ALPHA = {"rrf": 1 / 3, "minmax": 0.6}
 #: RRF's rank offset: a chunk at rank r in a list scores (RRF_K + 1) / (RRF_K + r), 1.0 first.
 RRF_K = 10
 MAX_LIMIT = 10_000
-VECTOR_SNIPPET_CHARS = 240
 _EPSILON64 = float(np.finfo(np.float64).eps)
 _EPSILON32 = float(np.finfo(np.float32).eps)
-# Chunk id, document and the start of the text, for the vector winners only.
-_WINNERS_SQL = (
-    f"SELECT cv.rowid, c.id, c.document_id, substr(c.text, 1, {VECTOR_SNIPPET_CHARS + 1}) "
-    "FROM chunk_vectors AS cv JOIN chunks AS c ON c.id = cv.chunk_id WHERE cv.rowid IN ({params})"
-)
-
-
-class Candidate(NamedTuple):
-    """A chunk found by one signal; ``score`` is raw (−bm25 for keywords, cosine for vectors).
-
-    A named tuple: results are built in bulk on every search, and a tuple is cheap.
-    """
-
-    chunk_id: str
-    document_id: str
-    score: float
-    snippet: str
 
 
 @dataclass
@@ -245,94 +224,11 @@ def _alpha(mode: str, alpha: Any, fusion: str) -> float:
     return float(alpha)
 
 
-@contextmanager
-def _snapshot(db: Database) -> Iterator[bool]:
-    """One read transaction; yields True when the caller already had a transaction open."""
-    with translate_errors(db.database, "search"):
-        if db.connection().in_transaction and not db.in_transaction():
-            # Opened with db.begin(), which peewee does not track: read inside it.
-            yield True
-            return
-        outer = db.in_transaction()
-        with db.atomic():
-            yield outer
-
-
-def _state(db: Database, outer_transaction: bool) -> tuple[sqlite3.Connection, ConnectionState]:
-    """The connection and its search state, checked against the current snapshot."""
-    conn = db.connection()
-    state = state_for(db, conn)
-    state.vectors.ensure_fresh(conn, may_hold_uncommitted=outer_transaction)
-    return conn, state
-
-
 # --------------------------------------------------------------------------- keyword
 
 
-def keyword_query(
-    match: str, limit: int, source: str | None = None, since: int | None = None
-) -> tuple[str, list[Any]]:
-    """The SQL and parameters :func:`keyword_search` runs for an FTS5 ``match`` expression.
-
-    Exposed so the same statement can run through another driver (the benchmark
-    compares it with bare ``sqlite3``). Rows: chunk_id, document_id, bm25, snippet.
-    ``ORDER BY bm25()`` rather than ``rank``: FTS5 then scores each row once and
-    SQLite keeps only the best ``limit`` (measured: about twice as fast).
-    """
-    sql = (
-        "SELECT chunks_fts.chunk_id, chunks_fts.document_id, bm25(chunks_fts) AS score, "
-        "snippet(chunks_fts, 2, ?, ?, ?, ?) FROM chunks_fts"
-    )
-    params: list[Any] = [fts.SNIPPET_START, fts.SNIPPET_END, fts.SNIPPET_ELLIPSIS, fts.SNIPPET_TOKENS]
-    if source is not None or since is not None:
-        sql += " JOIN documents ON documents.id = chunks_fts.document_id"
-    sql += " WHERE chunks_fts MATCH ?"
-    params.append(match)
-    if source is not None:
-        sql += " AND documents.source = ?"
-        params.append(source)
-    if since is not None:
-        sql += " AND documents.updated_at >= ?"
-        params.append(since)
-    sql += " ORDER BY score LIMIT ?"
-    params.append(limit)
-    return sql, params
-
-
-def _keyword_rows(
-    db: Database, match: str, limit: int, source: str | None, since: int | None, *, raw: bool
-) -> list[Candidate]:
-    sql, params = keyword_query(match, limit, source, since)
-    try:
-        rows = db.execute_sql(sql, params).fetchall()
-    except (sqlite3.OperationalError, peewee.OperationalError) as exc:
-        if raw and _is_fts_syntax_error(exc):
-            raise QuerySyntaxError(
-                f"FTS5 rejected the query {match!r:.80}: {exc}. Check quotes and operators, "
-                "or search without raw=True to treat the text as plain words"
-            ) from exc
-        raise
-    return [Candidate(chunk_id, document_id, -score, snippet) for chunk_id, document_id, score, snippet in rows]
-
-
-# How FTS5 words its complaints about a query (fts5_expr.c); anything else is the database's.
-_FTS_QUERY_ERRORS = (
-    "fts5: syntax error",
-    "unterminated string",
-    "no such column",
-    "unknown special query",
-    "expected integer",
-)
-
-
-def _is_fts_syntax_error(exc: Exception) -> bool:
-    """True when FTS5 rejected the query text itself, not when the database failed."""
-    return str(exc).startswith(_FTS_QUERY_ERRORS)
-
-
 def _keyword_candidates(
-    db: Database,
-    state: ConnectionState,
+    backend: Backend,
     text: str,
     limit: int,
     source: str | None,
@@ -342,31 +238,27 @@ def _keyword_candidates(
     match: str,
     outer_transaction: bool,
 ) -> tuple[list[Candidate], Signal]:
-    if raw:
-        if "\x00" in text:
-            raise QuerySyntaxError("the raw FTS5 query contains a NUL character")
-        expression, note = text, "raw FTS5 query"
-    elif match == "all":
-        expression, note = fts.user_query(text, "all"), "every word required"
-    else:
-        conn = db.connection()
-        stats = state.keywords
-        stats.ensure_fresh(conn, change_stamp(conn), trust=not outer_transaction)
-        plan = stats.plan(conn, text)
-        expression = plan.match
-        if not expression and plan.absent:
+    answer = backend.keyword_search(
+        text, limit, source, since, raw=raw, match=match, outer_transaction=outer_transaction
+    )
+    if not answer.expression.strip():
+        if answer.absent:
             return [], Signal("keyword", False, 0, "no chunk holds any word of the question")
-        note = f"words: {' '.join(plan.used)}"
-        if plan.dropped:
-            note += f"; too common to count: {' '.join(plan.dropped)}"
-        if plan.absent:
-            note += f"; in no chunk: {' '.join(plan.absent)}"
-    if not expression.strip():
         return [], Signal("keyword", False, 0, "the question has no words")
-    found = _keyword_rows(db, expression, limit, source, since, raw=raw)
-    if not found:
-        return [], Signal("keyword", False, 0, "no chunk holds any word of the question" + _filtered(source, since))
-    return found, Signal("keyword", True, len(found), note)
+    if not answer.candidates:
+        note = "no chunk holds any word of the question" + _filtered(source, since)
+        return [], Signal("keyword", False, 0, note)
+    if raw:
+        note = "raw FTS5 query"
+    elif match == "all":
+        note = "every word required"
+    else:
+        note = f"words: {' '.join(answer.used)}"
+        if answer.dropped:
+            note += f"; too common to count: {' '.join(answer.dropped)}"
+        if answer.absent:
+            note += f"; in no chunk: {' '.join(answer.absent)}"
+    return answer.candidates, Signal("keyword", True, len(answer.candidates), note)
 
 
 def _filtered(source: str | None, since: int | None) -> str:
@@ -399,12 +291,11 @@ def keyword_search(
     """
     query = _text(query)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
-    match = _choice(match, fts.MATCH_MODES, "match")
-    db = bound_database()
-    with _snapshot(db) as outer:
-        _, state = _state(db, outer)
+    match = _choice(match, MATCH_MODES, "match")
+    backend = backend_for(bound_database())
+    with backend.read_snapshot("search") as outer:
         found, _ = _keyword_candidates(
-            db, state, query, limit, source, since, raw=raw, match=match, outer_transaction=outer
+            backend, query, limit, source, since, raw=raw, match=match, outer_transaction=outer
         )
         return found
 
@@ -412,48 +303,15 @@ def keyword_search(
 # --------------------------------------------------------------------------- vector
 
 
-def _vector_rows(
-    conn: sqlite3.Connection,
-    index: VectorIndex,
-    query: np.ndarray,
-    limit: int,
-    source: str | None,
-    since: int | None,
-    model: str | None,
-) -> tuple[list[Candidate], bool]:
-    """The top ``limit`` chunks by cosine, and whether the scores over every vector searched differ."""
-    hits = index.search(query, limit, source=source, since=since, model=model)
-    if not hits:
-        return [], False
-    details = _WINNERS_SQL.format(params=", ".join("?" * len(hits)))
-    found = {row[0]: row for row in conn.execute(details, [rowid for rowid, _ in hits]).fetchall()}
-    # A winner missing here was deleted since the index was built: never return it.
-    candidates = [
-        Candidate(row[1], row[2], score, _vector_snippet(row[3]))
-        for rowid, score in hits
-        if (row := found.get(rowid)) is not None
-    ]
-    return candidates, hits.searched == 1 or hits.spread >= _EPSILON64
-
-
-def _vector_snippet(text: str) -> str:
-    """The start of a chunk, cut at a word boundary with an ellipsis when it goes on."""
-    if len(text) <= VECTOR_SNIPPET_CHARS:
-        return text
-    cut = text[:VECTOR_SNIPPET_CHARS]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > VECTOR_SNIPPET_CHARS // 2 else cut).rstrip() + fts.SNIPPET_ELLIPSIS
-
-
 def _semantic_query(
-    conn: sqlite3.Connection,
-    index: VectorIndex,
+    backend: Backend,
     text: str,
     vector: Any,
     embedder: Embedder | None,
     model: str | None,
     *,
     required: bool,
+    outer_transaction: bool,
 ) -> tuple[np.ndarray | None, str | None, str]:
     """The question's vector, the model whose vectors it is compared with, and a note.
 
@@ -462,7 +320,7 @@ def _semantic_query(
     """
     if vector is not None:
         return _query_vector(vector), model, "the vector given"
-    stored = index.models(conn)
+    stored = backend.stored_models(outer_transaction=outer_transaction)
     if embedder is None:
         name = model if model is not None else next(iter(stored), None)
         if name is None:
@@ -484,32 +342,36 @@ def _semantic_query(
 
 
 def _vector_candidates(
-    conn: sqlite3.Connection,
-    index: VectorIndex,
+    backend: Backend,
     query: np.ndarray | None,
     note: str,
     limit: int,
     source: str | None,
     since: int | None,
     model: str | None,
+    *,
+    outer_transaction: bool,
 ) -> tuple[list[Candidate], Signal]:
     """The semantic list for fusion: left out (empty) when it carries no information."""
     if query is None:
         return [], Signal("semantic", False, 0, note)
     if float(np.linalg.norm(query.astype(np.float64))) < _EPSILON32:
         return [], Signal("semantic", False, 0, "the question's vector is zero (no known words)")
-    if len(query) not in index.lengths:
-        stored = ", ".join(map(str, index.lengths)) or "none"
+    lengths = backend.vector_lengths(outer_transaction=outer_transaction)
+    if len(query) not in lengths:
+        stored = ", ".join(map(str, lengths)) or "none"
         reason = f"no stored vector has the question's length {len(query)} (stored lengths: {stored})"
         return [], Signal("semantic", False, 0, reason)
-    found, scores_differ = _vector_rows(conn, index, query, limit, source, since, model)
-    if not found:
+    answer = backend.vector_search(
+        query, limit, source, since, model, outer_transaction=outer_transaction
+    )
+    if not answer.candidates:
         return [], Signal("semantic", False, 0, "no vector matches the filters" + _filtered(source, since))
-    if not scores_differ:
+    if answer.searched > 1 and answer.spread < _EPSILON64:
         # Every vector equally close: the question's vector says nothing about any of them.
         return [], Signal("semantic", False, 0, "every vector is equally close to the question")
     # A chunk no closer than orthogonal to the question is no evidence for it.
-    found = [c for c in found if c.score > 0.0]
+    found = [c for c in answer.candidates if c.score > 0.0]
     return found, Signal("semantic", True, len(found), note)
 
 
@@ -533,22 +395,25 @@ def vector_search(
     if query is None:
         raise VectorError("a query is required: the question's text, or its vector")
     limit, source, since = _limit(limit), _source(source), parse_since(since)
-    db = bound_database()
-    with _snapshot(db) as outer:
-        conn, state = _state(db, outer)
+    backend = backend_for(bound_database())
+    with backend.read_snapshot("search") as outer:
         text, vector = (query, None) if isinstance(query, str) else ("", query)
         vector, model, note = _semantic_query(
-            conn, state.vectors, text, vector, embedder, model, required=True
+            backend, text, vector, embedder, model, required=True, outer_transaction=outer
         )
         if vector is None:
             log.info("vector search found nothing: %s", note)
             return []
-        if len(vector) not in state.vectors.lengths:
+        lengths = backend.vector_lengths(outer_transaction=outer)
+        if len(vector) not in lengths:
             log.info(
                 "vector search: no stored vector has the query's length %d (stored: %s)",
-                len(vector), state.vectors.lengths,
+                len(vector), lengths,
             )
-        return _vector_rows(conn, state.vectors, vector, limit, source, since, model)[0]
+            return []
+        return backend.vector_search(
+            vector, limit, source, since, model, outer_transaction=outer
+        ).candidates
 
 
 # --------------------------------------------------------------------------- hybrid
@@ -635,7 +500,7 @@ def hybrid_search(
     query = _text(query)
     mode = _choice(mode, MODES, "mode")
     fusion = _choice(fusion, FUSIONS, "fusion")
-    match = _choice(match, fts.MATCH_MODES, "match")
+    match = _choice(match, MATCH_MODES, "match")
     weight = _alpha(mode, alpha, fusion)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
     k_keyword, k_vector = (
@@ -646,12 +511,12 @@ def hybrid_search(
     if not query.strip():
         return SearchResults(signals={"keyword": Signal("keyword", False, 0, "the question is empty")}, fusion=fusion, alpha=weight)
     db = bound_database()
-    with _snapshot(db) as outer:
-        conn, state = _state(db, outer)
+    backend = backend_for(db)
+    with backend.read_snapshot("search") as outer:
         keyword: list[Candidate] = []
         if mode != "semantic":
             keyword, signals["keyword"] = _keyword_candidates(
-                db, state, query, k_keyword, source, since,
+                backend, query, k_keyword, source, since,
                 raw=False, match=match, outer_transaction=outer,
             )
         semantic: list[Candidate] = []
@@ -664,11 +529,12 @@ def hybrid_search(
                 )
             else:
                 vector, vector_model, note = _semantic_query(
-                    conn, state.vectors, query, query_vector, embedder, model,
-                    required=mode == "semantic",
+                    backend, query, query_vector, embedder, model,
+                    required=mode == "semantic", outer_transaction=outer,
                 )
                 semantic, signals["semantic"] = _vector_candidates(
-                    conn, state.vectors, vector, note, k_vector, source, since, vector_model
+                    backend, vector, note, k_vector, source, since, vector_model,
+                    outer_transaction=outer,
                 )
         for signal in signals.values():
             if not signal.used:

@@ -41,13 +41,14 @@ import numpy as np
 
 import ctx_models
 from ctx_models import search, store
+from ctx_models.backends.sqlite.connection import PRAGMAS
+from ctx_models.backends.sqlite.keyword import keyword_query, user_query
+from ctx_models.backends.sqlite.state import index_for, state_for
 from ctx_models.chunking import chunk_text
 from ctx_models.demo import synthetic
 from ctx_models.demo.synthetic import BASE_TIME
 from ctx_models.embedders import Embedder, HashingEmbedder, default_embedder
 from ctx_models.hashing import chunk_hash, dedup_hash
-from ctx_models.sqlite import PRAGMAS
-from ctx_models.vector_index import index_for, state_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = 384
@@ -405,7 +406,7 @@ def bench_corpus(path: Path, chunks: int, rounds: int) -> dict:
         ours_k, floor_k = [], []
         for _ in range(rounds):
             for text in queries:
-                sql, params = search.keyword_query(ctx_models.fts.user_query(text), 80, source)
+                sql, params = keyword_query(user_query(text, "any"), 80, source)
                 floor_k += timed(lambda: bare_keyword(bare, sql, params), 1)
                 ours_k += timed(lambda: search.keyword_search(text, limit=80, source=source), 1)
         result[label] = {
@@ -582,7 +583,7 @@ def bench_keyword_english(workdir: Path, text_dir: str | None, chunks: int, roun
             floor += timed(lambda: bare.execute(floor_sql, (bare_or_query(text),)).fetchall(), 1)
             conn = db.connection()
             plan = state_for(db, conn).keywords.plan(conn, text)  # fresh: searched above
-            sql, params = search.keyword_query(plan.match, 80)
+            sql, params = keyword_query(plan.expression, 80)
             same_sql += timed(lambda: bare.execute(sql, params).fetchall(), 1)
     bare.close()
     db.close()

@@ -66,7 +66,16 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one() -> None
 
 @pytest.mark.parametrize(
     "module",
-    ["ctx_models", "ctx_models.store", "ctx_models.search", "ctx_models.integrity"],
+    [
+        "ctx_models",
+        "ctx_models.store",
+        "ctx_models.search",
+        "ctx_models.integrity",
+        "ctx_models.words",
+        "ctx_models.snippets",
+        "ctx_models.embedders",
+        "ctx_models.demo.seed",
+    ],
 )
 def test_module_doctests(module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ctx_models
@@ -286,7 +287,6 @@ DAMAGES = {
         frozenset({"vectors_without_embedding"}),
     ),
     "vector-wrong-document": Damage(vector_wrong_document, "vectors_wrong_document", 1, True),
-    "vector-length-not-4-dims": Damage(vector_wrong_length, "vectors_bad_length", 1, True),
     "vector-length-not-multiple-of-4": Damage(
         vector_not_multiple_of_4, "vectors_bad_length", 1, True
     ),
@@ -348,6 +348,24 @@ def test_damage_is_reported_and_repaired(name: str, built: Store) -> None:
     # A repair never deletes a document, nor a chunk whose document exists.
     assert document_ids(built.path) == docs_before
     assert parented_chunk_ids(built.path) == chunks_before
+
+
+def test_vectors_whose_length_differs_from_dims_are_valid_data(built: Store) -> None:
+    """embeddings.dims is what the ctx tool was configured with; the BLOB's length is the truth.
+
+    Such vectors are neither reported nor deleted, and the store keeps writing that model.
+    """
+    conn = raw(built.path)
+    conn.execute("UPDATE embeddings SET dims = 1536 WHERE model = ?", (built.embedder.model,))
+    conn.close()
+    rows_before = all_rows(built.path)
+    assert integrity.check(built.db).clean
+    assert integrity.check(built.db, repair=True).clean
+    assert all_rows(built.path) == rows_before
+    chunk_id = built.chunks[0][0]
+    assert store.upsert_embeddings([(chunk_id, built.embedder.model, np.ones(384))]) == 1
+    with pytest.raises(ctx_models.DimensionMismatchError, match="384"):
+        store.upsert_embeddings([(chunk_id, built.embedder.model, np.ones(16))])
 
 
 @pytest.mark.parametrize("name", ["chunk-without-fts", "fts-text-differs", "fts-duplicate"])

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ctx_models
-from ctx_models import fts, search, store
+from ctx_models import search, store
+from ctx_models.backends.sqlite import keyword as fts
 from ctx_models.chunking import chunk_text
 from ctx_models.errors import ValidationError
 from ctx_models.fields import VectorField, decode_vector, encode_vector

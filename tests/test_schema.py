@@ -296,7 +296,7 @@ def test_no_extra_tables(both):
 
 def test_describe_schema_agrees_with_pragmas(both):
     ours, theirs = both
-    from ctx_models.schema import describe_schema, schema_differences
+    from ctx_models.backends.sqlite.schema import describe_schema, schema_differences
 
     assert describe_schema(ours) == describe_schema(theirs)
     assert schema_differences(describe_schema(theirs)) == []

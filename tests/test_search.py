@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import ctx_models
-from ctx_models import fts, search, store
+from ctx_models import search, store
+from ctx_models.backends.sqlite import keyword as fts
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.errors import QuerySyntaxError, ValidationError, VectorError
 from ctx_models.search import Candidate, SearchResult

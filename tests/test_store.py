@@ -34,9 +34,9 @@ from ctx_models import (
     DimensionMismatchError,
     ValidationError,
     VectorError,
-    fts,
     store,
 )
+from ctx_models.backends.sqlite import fts
 from ctx_models.chunking import chunk_text
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.hashing import chunk_hash

@@ -1,4 +1,4 @@
-"""vector_search exactness and filters, and the VectorIndex cache (ctx_models.vector_index)."""
+"""vector_search exactness and filters, and the VectorIndex cache (ctx_models.backends.sqlite)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ import pytest
 
 import ctx_models
 from ctx_models import integrity, search, store
+from ctx_models.backends.sqlite.state import index_for
+from ctx_models.backends.sqlite.vectors import VectorIndex
 from ctx_models.errors import (
     CorruptValueError,
     EmbedderUnavailableError,
     ValidationError,
     VectorError,
 )
-from ctx_models.vector_index import VectorIndex, index_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..backends import backend_for
 from ..errors import ValidationError
 from ..models import Checkpoint, bound_database
-from ..sqlite import translate_errors
 from . import inputs, writes
 
 
@@ -23,7 +23,7 @@ def set_checkpoint(source: str, cursor: int) -> None:
     if cursor is None:
         raise ValidationError("cursor must be an integer, got None")
     Checkpoint.cursor.db_value(cursor)  # validates type and range before anything is sent
-    with translate_errors(db.database, "write"):
+    with backend_for(db).errors("write"):
         Checkpoint.insert(source=source, cursor=cursor, updated_at=writes.now()).on_conflict(
             conflict_target=[Checkpoint.source],
             preserve=[Checkpoint.cursor, Checkpoint.updated_at],

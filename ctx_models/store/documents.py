@@ -7,9 +7,9 @@ from typing import Any
 
 from peewee import prefetch
 
+from ..backends import backend_for
 from ..errors import ValidationError
 from ..models import Chunk, Document, bound_database, new_id
-from ..sqlite import translate_errors
 from . import inputs, writes
 
 
@@ -53,7 +53,7 @@ def replace_chunks(
             )
         model_name = inputs.checked_text(model, "model", empty=False)
         matrix = writes.vector_matrix(vectors, len(texts))
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         if not Document.select().where(Document.id == document_id).exists():
             raise ValidationError(f"no document with id {document_id!r}")
         if matrix is not None:

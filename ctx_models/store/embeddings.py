@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from peewee import JOIN
 
+from ..backends import backend_for
 from ..embedders import Embedder, embed_texts
 from ..errors import DimensionMismatchError, ValidationError
 from ..fields import encode_vector
 from ..models import Chunk, ChunkVector, Embedding, bound_database
-from ..sqlite import translate_errors
 from . import inputs, writes
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def upsert_embeddings(rows: Iterable[Any]) -> int:
         ids.append(chunk_id)
         vectors.append(array)
     total = 0
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         now = writes.now()
         for model, (ids, vectors) in by_model.items():
             found = writes.chunk_parents(db, ids)
@@ -97,7 +97,7 @@ def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool =
             if not chunks:
                 break
             matrix = embed_texts(embedder, [c.text for c in chunks])
-            with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+            with backend_for(db).write_transaction():
                 # Chunks replaced meanwhile by another writer are skipped, not errors.
                 found = writes.chunk_parents(db, [c.id for c in chunks])
                 keep = [
@@ -113,7 +113,7 @@ def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool =
 def clear_embeddings(model: str | None = None) -> int:
     """Delete embeddings and vectors (of ``model``, or all); returns how many embeddings went."""
     db = bound_database()
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         if model is None:
             ChunkVector.delete().execute()
             return Embedding.delete().execute()

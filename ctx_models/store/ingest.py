@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from peewee import Database, Tuple
 
+from ..backends import backend_for
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
 from ..embedders import Embedder, embed_texts
 from ..errors import ValidationError
 from ..fields import from_epoch
 from ..hashing import chunk_hash, dedup_hash
 from ..models import Chunk, Document, bound_database, new_ids
-from ..sqlite import translate_errors
 from . import inputs, writes
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def _prepare_batch(
 def _commit_batch(db: Database, batch: _Batch) -> list[IngestResult]:
     """Write a prepared batch in one IMMEDIATE transaction, deciding again under the lock."""
     docs, embedder = batch.docs, batch.embedder
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         # Another writer may have changed these rows since the batch was prepared.
         _decide_batch(
             db, docs, batch.now, with_chunks=batch.with_chunks, max_tokens=batch.max_tokens

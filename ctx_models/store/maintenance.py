@@ -9,9 +9,9 @@ from typing import IO, Any
 
 from peewee import JOIN
 
+from ..backends import backend_for
 from ..fields import from_epoch
 from ..models import Checkpoint, Chunk, Document, bound_database
-from ..sqlite import translate_errors
 from . import inputs, writes
 
 
@@ -19,7 +19,7 @@ def delete_document(document_id: str) -> bool:
     """Delete a document and everything of it (children first); False if there was none."""
     db = bound_database()
     inputs.checked_text(document_id, "document id", empty=False)
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         if not Document.select().where(Document.id == document_id).exists():
             return False
         writes.delete_children(db, [document_id], deleting_documents=True)
@@ -31,7 +31,7 @@ def delete_source(source: str) -> int:
     """Delete every document of ``source`` and everything of them; returns the document count."""
     db = bound_database()
     inputs.checked_text(source, "source", empty=False)
-    with translate_errors(db.database, "write"), db.atomic("IMMEDIATE"):
+    with backend_for(db).write_transaction():
         of_source: Any = Document.select(Document.id).where(Document.source == source).tuples()
         ids = [row[0] for row in of_source]
         writes.delete_children(db, ids, deleting_documents=True)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from peewee import Database
 
-from .. import fts
+from ..backends import ChunkRow, backend_for
 from ..bulk import BulkInsert
 from ..errors import DimensionMismatchError, VectorError
 from ..fields import encode_vector
@@ -47,9 +47,6 @@ DOCUMENT_UPSERT = BulkInsert(
         conflict_target=[Document.source, Document.source_id], preserve=DOCUMENT_REPLACED
     ),
 )
-CHUNK_INSERT = BulkInsert(
-    Chunk, (Chunk.id, Chunk.document, Chunk.chunk_index, Chunk.text, Chunk.hash)
-)
 EMBEDDING_UPSERT = BulkInsert(
     Embedding,
     (Embedding.chunk, Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash),
@@ -78,8 +75,17 @@ def batches(items: Sequence[Any], size: int = IN_BATCH) -> Iterator[Sequence[Any
 
 
 def stored_dims(db: Database, model: str) -> int | None:
-    row = db.execute_sql("SELECT dims FROM embeddings WHERE model = ? LIMIT 1", (model,)).fetchone()
-    return None if row is None else int(row[0])
+    """The length of the vectors stored for ``model``, read from a BLOB (None when it has none).
+
+    Not ``embeddings.dims``: the ctx tool records there the size it was
+    configured with, which can differ from the vectors it stored.
+    """
+    row = db.execute_sql(
+        "SELECT length(v.embedding) FROM embeddings AS e "
+        "JOIN chunk_vectors AS v ON v.chunk_id = e.chunk_id WHERE e.model = ? LIMIT 1",
+        (model,),
+    ).fetchone()
+    return None if row is None or not row[0] else int(row[0]) // 4
 
 
 def check_dims(db: Database, model: str, dims: int) -> None:
@@ -99,7 +105,7 @@ def delete_children(db: Database, document_ids: Sequence[str], *, deleting_docum
         if deleting_documents:
             ChunkVector.delete().where(ChunkVector.document.in_(batch)).execute()
         Embedding.delete().where(Embedding.chunk.in_(chunk_ids)).execute()
-        fts.delete_fts_rows(db, batch, always_scan=deleting_documents)
+        backend_for(db).delete_keyword_rows(batch, deleting_documents=deleting_documents)
         Chunk.delete().where(Chunk.document.in_(batch)).execute()
 
 
@@ -112,21 +118,15 @@ def insert_chunks(
     Returns (chunk id, document id, text, hash) per chunk, in insertion order.
     """
     written: list[tuple[str, str, str, str]] = []
-    rows: list[tuple[str, str, int, str, str]] = []
+    rows: list[ChunkRow] = []
     fresh = iter(new_ids(sum(len(texts) for _, texts, ids in chunk_sets if not ids)))
     for document_id, texts, ids in chunk_sets:
         for index, text in enumerate(texts):
             chunk_id = ids[index] if ids else next(fresh)
             digest = chunk_hash(text)
-            rows.append((chunk_id, document_id, index, text, digest))
+            rows.append(ChunkRow(chunk_id, document_id, index, text, digest))
             written.append((chunk_id, document_id, text, digest))
-    if not rows:
-        return written
-    before = fts.max_chunk_rowid(db)
-    CHUNK_INSERT.execute(db, rows)
-    copied = fts.insert_fts_rows_since(db, before)
-    if copied != len(rows):
-        raise RuntimeError(f"wrote {copied} FTS rows for {len(rows)} chunks; rolled back")
+    backend_for(db).insert_chunks(rows)
     return written
 
 
@@ -142,15 +142,12 @@ def write_vectors(
         return 0
     check_dims(db, model, matrix.shape[1])
     blobs = matrix.astype("<f4", copy=False)
-    EMBEDDING_UPSERT.execute(
-        db, ((chunk_id, model, matrix.shape[1], now, digest) for chunk_id, _, digest in chunks)
-    )
-    VECTOR_UPSERT.execute(
-        db,
-        (
-            (chunk_id, document_id, blobs[i].tobytes())
-            for i, (chunk_id, document_id, _) in enumerate(chunks)
-        ),
+    dims = matrix.shape[1]
+    backend_for(db).write_vectors(
+        [
+            (chunk_id, document_id, digest, model, dims, now, blobs[i].tobytes())
+            for i, (chunk_id, document_id, digest) in enumerate(chunks)
+        ]
     )
     return len(chunks)
 

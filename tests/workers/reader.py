@@ -29,9 +29,9 @@ import workload
 
 import ctx_models
 from ctx_models import search
+from ctx_models.backends.sqlite.state import index_for
 from ctx_models.chunking import chunk_text
 from ctx_models.embedders import HashingEmbedder
-from ctx_models.vector_index import index_for
 
 VECTOR_K = 8
 SNIPPET_CHARS = 240

@@ -1,9 +1,4 @@
-"""Opening a SQLite database the way the contract asks (SQLite-only code).
-
-Everything here is specific to SQLite: the file checks, the pragmas and the
-translation of ``sqlite3`` errors. A PostgreSQL backend would sit beside this
-module with its own ``connect``.
-"""
+"""Opening a SQLite database the way the contract asks: file checks, pragmas, error translation."""
 
 from __future__ import annotations
 
@@ -20,14 +15,15 @@ from typing import Any
 import peewee
 from peewee import SqliteDatabase
 
-from .errors import DatabaseError, NotADatabaseError, SchemaVersionError
-from .models import bind
+from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
+from ...models import bind
 
 __all__ = [
     "connect",
     "check_database_file",
     "read_user_version",
     "translate_errors",
+    "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
 ]
@@ -165,7 +161,7 @@ def connect(
     returned database. A database written by a newer ctx_models is refused
     before anything in it is touched.
     """
-    from .schema import SCHEMA_VERSION  # late import: schema imports this module
+    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
 
     raw = os.fspath(path)
     if raw == ":memory:":
@@ -205,3 +201,12 @@ def connect(
     if bind_models:
         bind(db)
     return db
+
+
+def change_stamp(conn: sqlite3.Connection) -> tuple[int, int]:
+    """What changes whenever the data may have: ``(PRAGMA data_version, total_changes)``.
+
+    ``data_version`` moves when another connection (or process) commits,
+    ``total_changes`` when this one writes.
+    """
+    return (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)

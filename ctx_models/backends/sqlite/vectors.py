@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from peewee import Database
 
-from .errors import CorruptValueError
-from .fts import KeywordStats
+from ...errors import CorruptValueError
+from .connection import change_stamp
 
-__all__ = ["VectorIndex", "ConnectionState", "change_stamp", "index_for", "state_for"]
+__all__ = ["VectorIndex", "VectorHits"]
 
 log = logging.getLogger(__name__)
 
@@ -403,54 +400,3 @@ def _top_k(scores: np.ndarray, rowids: np.ndarray, k: int) -> np.ndarray:
         part = np.arange(n)
     order = np.lexsort((rowids[part], -scores[part]))
     return part[order[:k]]
-
-
-def change_stamp(conn: sqlite3.Connection) -> tuple[int, int]:
-    """What changes whenever the data may have: ``(PRAGMA data_version, total_changes)``.
-
-    ``data_version`` moves when another connection (or process) commits,
-    ``total_changes`` when this one writes.
-    """
-    return (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
-
-
-@dataclass
-class ConnectionState:
-    """What a connection keeps between searches: its vector index and keyword statistics."""
-
-    vectors: VectorIndex = field(default_factory=VectorIndex)
-    keywords: KeywordStats = field(default_factory=KeywordStats)
-
-
-# One state per connection: the change counters are per connection, so an index
-# validated by one connection says nothing about another's snapshot. Peewee
-# gives each thread its own connection; a single-threaded program has one.
-_STATES: weakref.WeakKeyDictionary[
-    Database, dict[int, tuple[sqlite3.Connection, ConnectionState]]
-] = weakref.WeakKeyDictionary()
-_STATES_LOCK = threading.Lock()
-
-
-def state_for(db: Database, conn: sqlite3.Connection) -> ConnectionState:
-    """The search state of ``db`` as seen through ``conn`` (its current thread's connection)."""
-    with _STATES_LOCK:
-        per_connection = _STATES.setdefault(db, {})
-        entry = per_connection.get(id(conn))
-        # The connection is kept in the entry, so its id cannot be reused while listed.
-        if entry is None or entry[0] is not conn:
-            _forget_closed(per_connection)
-            entry = per_connection[id(conn)] = (conn, ConnectionState())
-        return entry[1]
-
-
-def index_for(db: Database, conn: sqlite3.Connection) -> VectorIndex:
-    """The vector index of ``db`` as seen through ``conn``."""
-    return state_for(db, conn).vectors
-
-
-def _forget_closed(per_connection: dict[int, tuple[sqlite3.Connection, ConnectionState]]) -> None:
-    for key, (conn, _) in list(per_connection.items()):
-        try:
-            _ = conn.total_changes
-        except sqlite3.ProgrammingError:  # closed
-            del per_connection[key]

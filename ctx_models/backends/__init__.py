@@ -1,0 +1,61 @@
+"""Database backends: SQLite (the contract's engine, one file) and, for larger stores, PostgreSQL.
+
+:func:`backend_for` gives the :class:`~ctx_models.backends.base.Backend` of a
+peewee database; everything engine-specific goes through it, so the models,
+the store, search and the command line have no other branch on the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+from peewee import Database, SqliteDatabase
+
+from ..errors import DatabaseError
+from .base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
+
+__all__ = [
+    "Backend",
+    "Candidate",
+    "ChunkRow",
+    "KeywordAnswer",
+    "VectorAnswer",
+    "backend_for",
+    "connect",
+]
+
+_BACKENDS: weakref.WeakKeyDictionary[Database, Backend] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def connect(target: str | os.PathLike[str], **options: Any) -> Database:
+    """Open the database at ``target`` (a SQLite file path) and bind every model to it.
+
+    See :func:`ctx_models.backends.sqlite.connection.connect` for the options.
+    """
+    from .sqlite.connection import connect as connect_sqlite
+
+    return connect_sqlite(target, **options)
+
+
+def backend_for(db: Database) -> Backend:
+    """The backend of ``db`` (one per database object, made on first use)."""
+    with _LOCK:
+        found = _BACKENDS.get(db)
+        if found is None:
+            found = _BACKENDS[db] = _make(db)
+        return found
+
+
+def _make(db: Database) -> Backend:
+    if isinstance(db, SqliteDatabase):
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(db)
+    raise DatabaseError(
+        f"ctx_models has no backend for {type(db).__name__}; use a SqliteDatabase "
+        "(ctx_models.connect(path))"
+    )
