@@ -7,10 +7,12 @@ the store, search and the command line have no other branch on the engine.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from peewee import Database, SqliteDatabase
 
@@ -25,6 +27,7 @@ __all__ = [
     "VectorAnswer",
     "backend_for",
     "connect",
+    "translated",
 ]
 
 _BACKENDS: weakref.WeakKeyDictionary[Database, Backend] = weakref.WeakKeyDictionary()
@@ -39,6 +42,25 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
     from .sqlite.connection import connect as connect_sqlite
 
     return connect_sqlite(target, **options)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translated(action: str) -> Callable[[F], F]:
+    """Run a public API function with the bound database's driver errors turned into ours."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            from ..models import bound_database
+
+            with backend_for(bound_database()).errors(action):
+                return function(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 def backend_for(db: Database) -> Backend:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ..backends import backend_for
+from ..backends import backend_for, translated
 from ..errors import ValidationError
 from ..models import Checkpoint, bound_database
 from . import inputs, writes
 
 
+@translated("read")
 def get_checkpoint(source: str) -> int | None:
     """The stored cursor for ``source``, or ``None``; a non-integer cursor raises CorruptValueError."""
     bound_database()
@@ -16,6 +17,7 @@ def get_checkpoint(source: str) -> int | None:
     return None if row is None else row.cursor
 
 
+@translated("write")
 def set_checkpoint(source: str, cursor: int) -> None:
     """Store ``cursor`` (an integer, e.g. the newest ``updated_at`` synced) for ``source``."""
     db = bound_database()

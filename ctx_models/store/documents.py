@@ -7,12 +7,13 @@ from typing import Any
 
 from peewee import prefetch
 
-from ..backends import backend_for
+from ..backends import backend_for, translated
 from ..errors import ValidationError
 from ..models import Chunk, Document, bound_database, new_id
 from . import inputs, writes
 
 
+@translated("write")
 def replace_chunks(
     document: Document | str,
     texts_or_chunks: Sequence[str | Chunk],
@@ -75,12 +76,14 @@ def _with_chunks(query: Any) -> Document | None:
     return docs[0] if docs else None
 
 
+@translated("read")
 def get_document(document_id: str) -> Document | None:
     """The document with this id, its ``chunks`` in order; ``None`` if there is none."""
     bound_database()
     return _with_chunks(Document.select().where(Document.id == document_id))
 
 
+@translated("read")
 def get_document_by_source(source: str, source_id: str) -> Document | None:
     """The document with this ``(source, source_id)``, its ``chunks`` in order, or ``None``."""
     bound_database()

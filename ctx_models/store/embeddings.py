@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from peewee import JOIN
 
-from ..backends import backend_for
+from ..backends import backend_for, translated
 from ..embedders import Embedder, embed_texts
 from ..errors import DimensionMismatchError, ValidationError
 from ..fields import encode_vector
@@ -19,6 +19,7 @@ from . import inputs, writes
 log = logging.getLogger(__name__)
 
 
+@translated("write")
 def upsert_embeddings(rows: Iterable[Any]) -> int:
     """Write embeddings and vectors for many chunks in one transaction.
 
@@ -73,6 +74,7 @@ def _pending_query(model: str) -> Any:
     )
 
 
+@translated("read")
 def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
     """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs)."""
     bound_database()
@@ -83,6 +85,7 @@ def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
     return list(query)
 
 
+@translated("write")
 def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool = False) -> int:
     """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count."""
     db = bound_database()
@@ -110,6 +113,7 @@ def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool =
     return done
 
 
+@translated("write")
 def clear_embeddings(model: str | None = None) -> int:
     """Delete embeddings and vectors (of ``model``, or all); returns how many embeddings went."""
     db = bound_database()

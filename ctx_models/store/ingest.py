@@ -12,9 +12,9 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from peewee import Database, Tuple
+from peewee import Database, Tuple, chunked
 
-from ..backends import backend_for
+from ..backends import backend_for, translated
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
 from ..embedders import Embedder, embed_texts
 from ..errors import ValidationError
@@ -43,7 +43,7 @@ def _stored_rows(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
         Document.dedup_hash,
         *(Document._meta.columns[name] for name in _DOCUMENT_COMPARED),
     ]
-    for batch in writes.batches(list(keys)):
+    for batch in chunked(keys, writes.IN_BATCH):
         query = Document.select(*columns).where(
             Tuple(Document.source, Document.source_id).in_(list(batch))
         )
@@ -187,7 +187,7 @@ def _decide_batch(
 def _stored_chunk_hashes(db: Database, document_ids: Sequence[str]) -> dict[str, list[str]]:
     """document id -> its chunks' hashes in chunk_index order."""
     found: dict[str, list[str]] = {}
-    for batch in writes.batches(list(document_ids)):
+    for batch in chunked(document_ids, writes.IN_BATCH):
         query = (
             Chunk.select(Chunk.document, Chunk.hash)
             .where(Chunk.document.in_(batch))
@@ -303,6 +303,7 @@ def _document_from(doc: inputs.PendingDocument) -> Document:
     )
 
 
+@translated("write")
 def upsert_document(
     source: str,
     source_id: str,
@@ -344,6 +345,7 @@ def upsert_document(
     return _document_from(doc), result.changed
 
 
+@translated("write")
 def ingest(
     source: str,
     source_id: str,
@@ -385,6 +387,7 @@ def ingest(
     return result
 
 
+@translated("write")
 def ingest_many(
     items: Iterable[Mapping[str, Any]],
     *,

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from peewee import JOIN
+from peewee import JOIN, chunked
 
-from ..backends import backend_for
+from ..backends import backend_for, translated
 from ..fields import from_epoch
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
 
 
+@translated("write")
 def delete_document(document_id: str) -> bool:
     """Delete a document and everything of it (children first); False if there was none."""
     db = bound_database()
@@ -27,6 +27,7 @@ def delete_document(document_id: str) -> bool:
     return True
 
 
+@translated("write")
 def delete_source(source: str) -> int:
     """Delete every document of ``source`` and everything of them; returns the document count."""
     db = bound_database()
@@ -35,7 +36,7 @@ def delete_source(source: str) -> int:
         of_source: Any = Document.select(Document.id).where(Document.source == source).tuples()
         ids = [row[0] for row in of_source]
         writes.delete_children(db, ids, deleting_documents=True)
-        for batch in writes.batches(ids):
+        for batch in chunked(ids, writes.IN_BATCH):
             Document.delete().where(Document.id.in_(batch)).execute()
         Checkpoint.delete().where(Checkpoint.source == source).execute()
     return len(ids)
@@ -65,6 +66,7 @@ class StoreStats:
         return asdict(self)
 
 
+@translated("read")
 def stats() -> StoreStats:
     """Totals, per-source counts and the database size on disk (WAL file included)."""
     db = bound_database()
@@ -103,7 +105,7 @@ def stats() -> StoreStats:
         embedded=sum(s.embedded for s in sources),
         stale=stale,
         models=models,
-        size_bytes=_size_on_disk(db.database),
+        size_bytes=backend_for(db).size_on_disk() or 0,
         sources=sorted(sources, key=lambda s: s.source),
     )
 
@@ -121,16 +123,7 @@ def _iso(epoch: Any) -> str | None:
     return from_epoch(epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _size_on_disk(path: str) -> int:
-    total = 0
-    for suffix in ("", "-wal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except OSError:
-            pass
-    return total
-
-
+@translated("read")
 def export(fp: IO[str], *, source: str | None = None) -> int:
     """Write every document (of ``source``, or all) with its chunks as JSON Lines; returns the count.
 

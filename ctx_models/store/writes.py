@@ -6,11 +6,11 @@ Nothing here opens a transaction: callers do, so each public function is one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from peewee import Database
+from peewee import Database, chunked
 
 from ..backends import ChunkRow, backend_for
 from ..bulk import BulkInsert
@@ -69,11 +69,6 @@ def now() -> int:
     return int(time.time())
 
 
-def batches(items: Sequence[Any], size: int = IN_BATCH) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def stored_dims(db: Database, model: str) -> int | None:
     """The length of the vectors stored for ``model``, read from a BLOB (None when it has none).
 
@@ -99,7 +94,7 @@ def check_dims(db: Database, model: str, dims: int) -> None:
 
 def delete_children(db: Database, document_ids: Sequence[str], *, deleting_documents: bool) -> None:
     """Delete vectors, embeddings, FTS rows and chunks of these documents, children first."""
-    for batch in batches(list(document_ids)):
+    for batch in chunked(document_ids, IN_BATCH):
         chunk_ids = Chunk.select(Chunk.id).where(Chunk.document.in_(batch))
         ChunkVector.delete().where(ChunkVector.chunk.in_(chunk_ids)).execute()
         if deleting_documents:
@@ -179,7 +174,7 @@ def vector_matrix(vectors: Any, count: int, what: str = "vectors") -> np.ndarray
 def chunk_parents(db: Database, chunk_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     """chunk id -> (document id, hash) for the chunks that exist."""
     found: dict[str, tuple[str, str]] = {}
-    for batch in batches(list(dict.fromkeys(chunk_ids))):
+    for batch in chunked(dict.fromkeys(chunk_ids), IN_BATCH):
         query = Chunk.select(Chunk.id, Chunk.document, Chunk.hash).where(Chunk.id.in_(batch))
         for chunk_id, document_id, digest in db.execute_sql(*query.sql()):
             found[chunk_id] = (document_id, digest)

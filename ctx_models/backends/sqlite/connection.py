@@ -23,6 +23,8 @@ __all__ = [
     "check_database_file",
     "read_user_version",
     "translate_errors",
+    "sqlite_error_name",
+    "ContextDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
@@ -95,35 +97,80 @@ def read_user_version(path: Path, timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:
         conn.close()
 
 
+def sqlite_error_name(exc: BaseException) -> str:
+    """SQLite's name for the error behind ``exc`` (``SQLITE_FULL``, ``SQLITE_CORRUPT_VTAB``...).
+
+    peewee wraps sqlite3's exception and keeps it as ``orig``; when a rollback
+    fails after SQLite already undid the transaction, the cause is the
+    exception it happened during, so the chain is followed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = getattr(getattr(current, "orig", current), "sqlite_errorname", "")
+        if name and name != "SQLITE_ERROR":
+            return str(name)
+        current = current.__cause__ or current.__context__
+    return str(getattr(getattr(exc, "orig", exc), "sqlite_errorname", "") or "")
+
+
+BACKUP_HINT = "run `ctx-models check` to see the damage, and restore a backup (`ctx-models backup` makes one)"
+
+
 @contextmanager
 def translate_errors(path: Any, action: str = "open") -> Iterator[None]:
-    """Turn ``sqlite3``/peewee errors about the file itself into our exceptions."""
+    """Turn ``sqlite3``/peewee errors into our exceptions, by SQLite's error name."""
     try:
         yield
-    except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
-        message = str(exc)
-        lowered = message.lower()
-        if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-            raise NotADatabaseError(
-                f"{path} is corrupt or not a SQLite database ({message}); "
-                "restore it from a backup or run `ctx-models check` on a copy"
-            ) from exc
-        if "readonly" in lowered or "read-only" in lowered:
-            raise DatabaseError(
-                f"cannot write to {path}: the file or its directory is read-only; "
-                "fix the permissions or use another path"
-            ) from exc
-        if "unable to open" in lowered:
-            raise DatabaseError(
-                f"cannot {action} {path}: SQLite could not open it; check the directory "
-                "exists and is writable"
-            ) from exc
-        if "locked" in lowered or "busy" in lowered:
-            raise DatabaseError(
-                f"{path} stayed locked by another process past the busy timeout; retry, "
-                "or raise `timeout` in connect()"
-            ) from exc
-        raise DatabaseError(f"cannot {action} {path}: {message}") from exc
+    except (sqlite3.Error, peewee.DatabaseError, peewee.InterfaceError) as exc:
+        raise _translated(exc, path, action) from exc
+
+
+def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
+    name = sqlite_error_name(exc)
+    message = str(getattr(exc, "orig", exc))
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return NotADatabaseError(
+            f"{path} is damaged or not a SQLite database ({message}); {BACKUP_HINT}"
+        )
+    if name.startswith("SQLITE_FULL"):
+        return DatabaseError(
+            f"cannot {action} {path}: the database or disk is full; nothing of this "
+            "write was kept. Free some space (or raise max_page_count) and retry"
+        )
+    if name.startswith("SQLITE_READONLY"):
+        return DatabaseError(
+            f"cannot write to {path}: the file or its directory is read-only; "
+            "fix the permissions or use another path"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return DatabaseError(
+            f"cannot {action} {path}: SQLite could not open it; check the directory "
+            "exists and is writable"
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return DatabaseError(
+            f"{path} stayed locked by another process past the busy timeout; retry, "
+            "or raise `timeout` in connect()"
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return DatabaseError(f"cannot {action} {path}: the disk reported an I/O error ({message})")
+    return DatabaseError(f"cannot {action} {path}: {message}")
+
+
+class ContextDatabase(SqliteDatabase):
+    """peewee's ``SqliteDatabase``, whose rollback is a no-op once SQLite has rolled back itself.
+
+    On some errors (a full disk, an interrupt) SQLite ends the transaction on
+    its own; peewee's rollback would then fail with "cannot rollback - no
+    transaction is active" and hide the real error.
+    """
+
+    def rollback(self) -> None:
+        if not self.is_closed() and not self.connection().in_transaction:
+            return
+        super().rollback()
 
 
 def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
@@ -139,7 +186,8 @@ def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
         try:
             return str(db.execute_sql("PRAGMA journal_mode = wal").fetchone()[0])
         except (sqlite3.OperationalError, peewee.OperationalError) as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+            locked = sqlite_error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+            if not locked or time.monotonic() > deadline:
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
@@ -165,7 +213,7 @@ def connect(
 
     raw = os.fspath(path)
     if raw == ":memory:":
-        db = SqliteDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
+        db = ContextDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
     else:
         file_path = Path(raw).expanduser()
         check_database_file(file_path)
@@ -187,7 +235,7 @@ def connect(
                 f"cannot create directory {file_path.parent}: {exc.strerror}; "
                 "choose a writable location with --db or CTX_MODELS_DB"
             ) from exc
-        db = SqliteDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
         mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
