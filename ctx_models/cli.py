@@ -8,19 +8,23 @@ Errors print one line on stderr and exit non-zero, never a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, integrity, search, store
-from .backends import connect
+from . import __version__, integrity, search, snippets, store
+from .backends import backend_for, connect
 from .config import DEFAULT_DB_PATH, ENV_VAR, resolve_db_path
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
+from .fields import MAX_EPOCH
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
 
 __all__ = ["main", "build_parser"]
@@ -41,9 +45,9 @@ def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
     path = resolve_db_path(args.db, args.config)
     db = connect(path, create=create)
     if not create:
-        present = {
-            row[0] for row in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        backend = backend_for(db)
+        with backend.errors("read"):
+            present = backend.table_names()
         missing = [t for t in CONTRACT_TABLES if t not in present]
         if missing and args.command != "check":
             raise CtxModelsError(
@@ -66,10 +70,10 @@ def _colour(stream: TextIO) -> bool:
 
 def _highlight(snippet: str, colour: bool) -> str:
     """Matches bold on a terminal, plain text when piped."""
+    if not colour:
+        return snippets.plain(snippet)
     text = " ".join(snippet.split())
-    if colour:
-        return text.replace(">>>", "\x1b[1;33m").replace("<<<", "\x1b[0m")
-    return text.replace(">>>", "").replace("<<<", "")
+    return text.replace(snippets.START, "\x1b[1;33m").replace(snippets.END, "\x1b[0m")
 
 
 # --------------------------------------------------------------------------- commands
@@ -103,24 +107,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"database   {path} ({_human_size(report.size_bytes)})")
     print(f"documents  {report.documents}")
     print(f"chunks     {report.chunks}")
-    print(f"embedded   {report.embedded}  (stale: {report.stale})")
+    print(f"embedded   {report.embedded} (stale: {report.stale})")
     for model, count in report.models.items():
         print(f"model      {model}: {count}")
     if report.sources:
-        rows = [("source", "documents", "chunks", "embedded", "checkpoint")] + [
-            (s.source, str(s.documents), str(s.chunks), str(s.embedded), s.checkpoint_at or "-")
+        # The checkpoint's cursor is the newest updated_at the connector synced.
+        rows = [("source", "documents", "chunks", "embedded", "synced up to (cursor)")] + [
+            (s.source, str(s.documents), str(s.chunks), str(s.embedded), _cursor_text(s))
             for s in report.sources
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         print()
         for row in rows:
-            print(
-                "  ".join(
-                    c.ljust(w) if i in (0, 4) else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(row, widths))
-                )
-            )
+            cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+            cells[-1] = row[-1]  # the last column is not padded: no trailing spaces
+            print("  ".join(cells))
     return EXIT_OK
+
+
+def _cursor_text(source: store.SourceStats) -> str:
+    if source.checkpoint is None:
+        return "unreadable" if source.checkpoint_at else "-"
+    if 0 <= source.checkpoint <= MAX_EPOCH:
+        return dt.datetime.fromtimestamp(source.checkpoint, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(source.checkpoint)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -185,6 +195,15 @@ def _chosen_embedder(args: argparse.Namespace) -> Embedder:
 def cmd_embed(args: argparse.Namespace) -> int:
     _database(args)
     embedder = _chosen_embedder(args)
+    replaced = store.embeddings_replaced_by(embedder.model)
+    if replaced and not args.yes:
+        what = ", ".join(f"{count} of {model}" for model, count in replaced.items())
+        question = f"Embedding with {embedder.model} replaces existing embeddings ({what})."
+        if not sys.stdin.isatty():
+            raise UsageError(f"{question} Pass --yes to go ahead (stdin is not a terminal)")
+        if input(f"{question} Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing embedded")
+            return EXIT_OK
     count = store.embed_pending(embedder, batch_size=args.batch_size, progress=_progress(args))
     print(f"embedded {count} chunk(s) with {embedder.model}")
     return EXIT_OK
@@ -251,11 +270,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"signals: {' · '.join(map(str, results.signals.values()))}")
         print(f"fusion:  {results.fusion}, alpha {results.alpha:.2f}\n")
     if not results:
-        print(f"no results: {results.why_empty}")
+        print(f"no results: {results.why_empty}{_unknown_source(args.source)}")
         return EXIT_OK
     if not args.explain:
         for signal in skipped:
-            if "not available" in signal.note or "no stored vector" in signal.note:
+            if signal.note.startswith(_WORTH_SAYING):
                 print(f"note: semantic search skipped: {signal.note}", file=sys.stderr)
     colour = _colour(sys.stdout)
     for rank, hit in enumerate(results, 1):
@@ -275,6 +294,29 @@ def cmd_search(args: argparse.Namespace) -> int:
             )
         print()
     return EXIT_OK
+
+
+# Why a semantic signal was left out that the user can act on (the rest is in --explain).
+_WORTH_SAYING = ("the stored vectors' model is not available", "no stored vector has", "no chunk has an embedding")
+
+
+def _unknown_source(source: str | None) -> str:
+    """When --source names no source at all, say so, with the ones there are."""
+    from .models import Document
+
+    if source is None or Document.select().where(Document.source == source).exists():
+        return ""
+    rows: Any = Document.select(Document.source).distinct().order_by(Document.source).tuples()
+    known = [source for (source,) in rows]
+    return f"; there is no source {source!r} (sources: {', '.join(known) or 'none'})"
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    _database(args)
+    report = store.backup(args.dest, overwrite=args.force)
+    print(f"backed up to {args.dest} ({_human_size(Path(args.dest).stat().st_size)}); "
+          f"check of the copy: {'clean' if report.clean else 'NOT clean, see ctx-models check'}")
+    return EXIT_OK if report.clean else EXIT_PROBLEMS
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -433,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=int, default=256, help="chunks per transaction (default 256)"
     )
+    p.add_argument(
+        "-y", "--yes", action="store_true", help="replace embeddings of other models without asking"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_embed)
 
@@ -498,6 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_search)
 
     p = command(
+        "backup",
+        "a consistent copy of the database, checked",
+        "Copy the database to DEST with SQLite's online backup (a consistent copy while other "
+        "processes write), then check the copy.",
+    )
+    p.add_argument("dest", metavar="DEST", help="the file to write (must not exist, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    p.set_defaults(handler=cmd_backup)
+
+    p = command(
         "check",
         "integrity check; --repair fixes what is certain",
         "Check the database against the storage contract. Exit 0 when clean, "
@@ -513,6 +568,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot fail a second time."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process ends
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -525,18 +597,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        if sys.stdout is not None:
+            sys.stdout.flush()  # an output error surfaces here, not at exit
+        return code
     except CtxModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print("terminated: what was committed is kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: what was committed is kept", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); nothing more to say.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return EXIT_OK
+    except OSError as exc:
+        # Everything the database raises is ours by now: this is the output (a full disk
+        # behind `> file`, a closed descriptor).
+        _silence_stdout()
+        print(f"error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # a bug: still one line, with the traceback in the log at -v
         log.debug("unexpected error", exc_info=True)
         print(
@@ -544,3 +630,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -70,15 +70,19 @@ def test_stats_table(run_cli, seeded, db_path, raw) -> None:
     assert lines[0].startswith(f"database   {db_path} (")
     assert "documents  5" in lines
     assert f"chunks     {chunks}" in lines
-    assert "embedded   0  (stale: 0)" in lines
+    assert "embedded   0 (stale: 0)" in lines
+    assert all(line == line.rstrip() for line in lines), "no trailing spaces"
     rows = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in ("alpha", "beta")}
     alpha_chunks = count(
         raw, "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source = 'alpha'"
     )
     assert rows["alpha"][1:4] == ["3", str(alpha_chunks), "0"]
     assert rows["beta"][1:4] == ["2", str(chunks - alpha_chunks), "0"]
-    # the last column is when the checkpoint was written
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows["alpha"][4])
+    # the last column is the cursor, the newest updated_at synced, as a time
+    header = next(line for line in lines if line.startswith("source "))
+    assert header.endswith("synced up to (cursor)")
+    assert rows["alpha"][4] == "2026-01-01T00:00:00Z"  # cursor 1_767_225_600
+    assert rows["beta"][4] == "2023-11-14T22:13:20Z"  # cursor 1_700_000_000
 
 
 def test_stats_json(run_cli, seeded, db_path, raw) -> None:

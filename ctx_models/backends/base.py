@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -173,6 +174,10 @@ class Backend(ABC):
     @abstractmethod
     def integrity(self) -> Any:
         """The engine's side of :func:`ctx_models.integrity.check` (its own checks and repairs)."""
+
+    @abstractmethod
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the database to the file ``target``."""
 
     def size_on_disk(self) -> int | None:
         """Bytes the store takes on disk, when the engine can say."""

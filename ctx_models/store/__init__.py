@@ -20,9 +20,23 @@ from __future__ import annotations
 from ..chunking import chunk_text
 from .checkpoints import get_checkpoint, set_checkpoint
 from .documents import get_document, get_document_by_source, replace_chunks
-from .embeddings import clear_embeddings, embed_pending, pending_chunks, upsert_embeddings
+from .embeddings import (
+    clear_embeddings,
+    embed_pending,
+    embeddings_replaced_by,
+    pending_chunks,
+    upsert_embeddings,
+)
 from .ingest import IngestResult, IngestSummary, ingest, ingest_many, upsert_document
-from .maintenance import SourceStats, StoreStats, delete_document, delete_source, export, stats
+from .maintenance import (
+    SourceStats,
+    StoreStats,
+    backup,
+    delete_document,
+    delete_source,
+    export,
+    stats,
+)
 
 __all__ = [
     "IngestResult",
@@ -39,6 +53,7 @@ __all__ = [
     "upsert_embeddings",
     "pending_chunks",
     "embed_pending",
+    "embeddings_replaced_by",
     "clear_embeddings",
     "get_checkpoint",
     "set_checkpoint",
@@ -46,4 +61,5 @@ __all__ = [
     "delete_source",
     "stats",
     "export",
+    "backup",
 ]

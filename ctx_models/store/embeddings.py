@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from peewee import JOIN
+from peewee import JOIN, fn
 
 from ..backends import backend_for, translated
 from ..embedders import Embedder, embed_texts
@@ -83,6 +83,24 @@ def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
     if limit is not None:
         query = query.limit(limit)
     return list(query)
+
+
+@translated("read")
+def embeddings_replaced_by(model: str) -> dict[str, int]:
+    """Embeddings of other models that embedding the pending chunks with ``model`` would replace.
+
+    A chunk has one embedding: embedding it with a new model replaces the old one.
+    """
+    bound_database()
+    inputs.checked_text(model, "model", empty=False)
+    rows: Any = (
+        Embedding.select(Embedding.model, fn.count(Embedding.chunk))
+        .where(Embedding.model != model)
+        .group_by(Embedding.model)
+        .order_by(Embedding.model)
+        .tuples()
+    )
+    return dict(rows)
 
 
 @translated("write")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from peewee import JOIN, chunked
 
-from ..backends import backend_for, translated
+from ..backends import backend_for, connect, translated
+from ..errors import ValidationError
 from ..fields import from_epoch
+from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
 
@@ -166,3 +170,26 @@ def _metadata_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+@translated("back up")
+def backup(dest: str | os.PathLike[str], *, overwrite: bool = False) -> CheckReport:
+    """Copy the database to ``dest`` consistently while others may write, then check the copy.
+
+    The copy is written beside ``dest`` and renamed into place when whole, so
+    ``dest`` never holds half a backup. Returns the copy's integrity report.
+    """
+    from ..integrity import check
+
+    db = bound_database()
+    target = Path(dest).expanduser()
+    if target.exists() and not overwrite:
+        raise ValidationError(f"{target} exists; choose another file, or overwrite it (--force)")
+    if target.is_dir():
+        raise ValidationError(f"{target} is a directory; give the path of the file to write")
+    backend_for(db).backup(target)
+    copy = connect(target, bind_models=False, create=False)
+    try:
+        return check(copy)
+    finally:
+        copy.close()

@@ -13,9 +13,9 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import numpy as np
-import peewee
 
 from ...bulk import BulkInsert
 from ...errors import QuerySyntaxError
@@ -198,6 +198,30 @@ class SQLiteBackend(Backend):
     def integrity(self) -> SQLiteIntegrity:
         return SQLiteIntegrity(self.db)
 
+    def backup(self, target: Path) -> None:
+        """SQLite's online backup, in one step: a consistent copy while other processes write.
+
+        Written to ``target.partial`` and renamed into place when whole; a WAL file
+        left beside an old ``target`` is removed first, or SQLite would replay it
+        into the copy.
+        """
+        partial = target.with_name(target.name + ".partial")
+        for leftover in (partial, *_sidecars(partial)):
+            leftover.unlink(missing_ok=True)
+        copy = sqlite3.connect(partial)
+        try:
+            with self.errors("back up"):
+                self.db.connection().backup(copy)
+            copy.close()
+            for leftover in _sidecars(target):
+                leftover.unlink(missing_ok=True)
+            os.replace(partial, target)
+        except BaseException:
+            copy.close()
+            for leftover in (partial, *_sidecars(partial)):
+                leftover.unlink(missing_ok=True)
+            raise
+
     def size_on_disk(self) -> int | None:
         total = 0
         for suffix in ("", "-wal"):
@@ -208,5 +232,5 @@ class SQLiteBackend(Backend):
         return total
 
 
-# peewee wraps sqlite3's errors in its own; both are the driver's.
-DRIVER_ERRORS = (sqlite3.Error, peewee.DatabaseError)
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
