@@ -15,7 +15,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +26,7 @@ from .config import DEFAULT_DB_PATH, ENV_VAR, resolve_db_path
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
 from .fields import MAX_EPOCH
+from .models import bound_database
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
 
 __all__ = ["main", "build_parser"]
@@ -330,11 +332,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return EXIT_OK if report.clean else EXIT_PROBLEMS
     print(f"database      {report.path}")
-    print(
-        f"quick_check   {'ok' if report.quick_check == ['ok'] else '; '.join(report.quick_check[:3])}"
-    )
+    damage = [line for message in report.quick_check for line in message.splitlines() if line]
+    print(f"quick_check   {'ok' if damage == ['ok'] else '; '.join(damage[:3])}")
+    if damage != ["ok"]:
+        more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
+        print(f"problem       the file itself is damaged{more}: SQLite reports it, not the store")
+        print("hint          restore a backup (`ctx-models backup` makes them); repair cannot fix this")
+        return EXIT_PROBLEMS
     for code, count in report.repaired.items():
-        print(f"repaired      {code}: {count} row(s)")
+        print(f"repaired      {code}: {count}")
     if report.clean:
         print("result        clean")
         return EXIT_OK
@@ -568,6 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _database_errors(action: str) -> Iterator[None]:
+    """What a command's own queries raise, in the words of the bound database's backend."""
+    try:
+        yield
+    except Exception as exc:
+        try:
+            backend = backend_for(bound_database())
+        except CtxModelsError:
+            raise exc from None
+        if not isinstance(exc, backend.driver_errors):
+            raise
+        with backend.errors(action):
+            raise
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it stops the way Ctrl-C does."""
 
@@ -600,7 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        code = int(args.handler(args))
+        with _database_errors(args.command):
+            code = int(args.handler(args))
         if sys.stdout is not None:
             sys.stdout.flush()  # an output error surfaces here, not at exit
         return code

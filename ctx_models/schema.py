@@ -96,6 +96,10 @@ def run_migrations(db: Database | None = None) -> MigrationResult:
                 f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
             )
         created = backend.create_schema()
+        # A damaged file can still list its tables: read a row of each, so that
+        # "already up to date" is never said of a database that cannot be read.
+        for table in CONTRACT_TABLES:
+            db.execute_sql(f'SELECT * FROM "{table}" LIMIT 1').fetchall()
         result = MigrationResult(version=max(stored, 1), created=created)
         for target in range(max(stored, 1) + 1, SCHEMA_VERSION + 1):
             log.info("upgrading %s to schema version %d", backend.location, target)

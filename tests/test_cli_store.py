@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import sqlite3
 import sys
 from collections.abc import Iterator

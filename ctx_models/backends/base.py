@@ -70,6 +70,8 @@ class Backend(ABC):
 
     #: "sqlite" or "postgresql"
     name: str
+    #: The exceptions the driver (and peewee around it) raises, which :meth:`errors` translates.
+    driver_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
+import peewee
 
 from ...bulk import BulkInsert
 from ...errors import QuerySyntaxError
@@ -42,6 +43,7 @@ class SQLiteBackend(Backend):
     """A peewee ``SqliteDatabase`` holding the contract's schema."""
 
     name = "sqlite"
+    driver_errors = (sqlite3.Error, peewee.DatabaseError, peewee.InterfaceError)
 
     # ------------------------------------------------------------------ errors and transactions
 
