@@ -335,6 +335,10 @@ def test_damage_is_reported_and_repaired(name: str, built: Store) -> None:
     assert findings(after).keys() == findings(repaired).keys()
     if spec.repairable:
         assert repaired.repaired, "repair reported no changes"
+        # What check counted is what repair says it fixed.
+        assert {code: repaired.repaired[code] for code in found} == {
+            code: f.count for code, f in found.items()
+        }
         assert repaired.clean, repaired.findings
         assert after.clean, after.findings
     else:

@@ -1,0 +1,96 @@
+"""The command line as a new user meets it: where options go, help, messages that say what to do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctx_models import cli, search, store
+from ctx_models.demo.seed import seed
+from ctx_models.embedders import HashingEmbedder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def seeded(db, db_path: Path) -> Path:
+    seed(embedder=HashingEmbedder(64))
+    return db_path
+
+
+def test_options_go_before_the_command_or_after_it(seeded: Path, run_cli) -> None:
+    after = run_cli("stats", "--db", str(seeded))
+    before = run_cli("--db", str(seeded), "stats")
+    assert after[0] == before[0] == 0 and after[1] == before[1]
+    verbose = run_cli("-v", "--db", str(seeded), "stats")
+    assert verbose[0] == 0 and verbose[1] == after[1]
+    assert run_cli("--db", str(seeded), "search", "failover", "--mode", "keyword")[0] == 0
+
+
+def test_every_command_has_a_description_in_its_help(capsys) -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(commands) >= {"init", "seed", "stats", "export", "delete", "embed", "search", "check", "backup"}
+    for name, sub in commands.items():
+        assert sub.description and len(sub.description) > 30, name
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        out = capsys.readouterr().out
+        assert sub.description.split()[0] in out, name
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "2026-04-11T09:00", "11/04/2026"])
+def test_since_errors_speak_cli(seeded: Path, run_cli, since: str) -> None:
+    code, out, err = run_cli("search", "failover", "--since", since, "--db", str(seeded))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "YYYY-MM-DD" in err or "zone" in err
+    assert "datetime" not in err and "timezone.utc" not in err
+
+
+def test_vector_only_snippets_end_at_a_word_boundary_with_an_ellipsis(db) -> None:
+    embedder = HashingEmbedder(64)
+    words = " ".join(f"word{n:03d}" for n in range(200))
+    store.ingest("s", "long", words, embedder=embedder)
+    (hit,) = search.vector_search(embedder.embed([words])[0])
+    assert hit.snippet.endswith("...") and len(hit.snippet) <= 243
+    assert words.startswith(hit.snippet[:-3]) and words[len(hit.snippet) - 3] == " "
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ctx_models", "seed", "--docs", "300", "--dims", "16",
+         "--db", str(tmp_path / "p.sqlite")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # stderr is a pipe here: no bar
+
+
+def test_embed_asks_before_replacing_another_models_embeddings(seeded: Path, run_cli, monkeypatch) -> None:
+    code, out, err = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "replaces existing embeddings (31 of hashing-v1-64)" in err and "--yes" in err
+    assert store.embeddings_replaced_by("hashing-v1-32") == {"hashing-v1-64": 31}
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    code, out, _ = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    assert (code, out.strip()) == (0, "nothing embedded")
+    code, out, err = run_cli("embed", "--dims", "32", "--yes", "--db", str(seeded))
+    assert code == 0 and out.strip() == "embedded 31 chunk(s) with hashing-v1-32", err
+    assert run_cli("embed", "--dims", "32", "--db", str(seeded))[0] == 0  # nothing to replace now
+
+
+def test_an_empty_result_says_why(db, db_path: Path, run_cli) -> None:
+    store.ingest("notes", "a", "postgres failover notes")  # no embeddings yet
+    code, out, _ = run_cli("search", "failover", "--mode", "semantic", "--db", str(db_path))
+    assert code == 0 and out.startswith("no results: no chunk has an embedding yet; run `ctx-models embed`")
+    code, out, _ = run_cli("search", "failover", "--source", "jira", "--db", str(db_path))
+    assert code == 0 and "there is no source 'jira' (sources: notes)" in out
+    code, out, err = run_cli("search", "failover", "--db", str(db_path))
+    assert code == 0 and "postgres failover notes" in out
+    assert "no chunk has an embedding yet" in err  # hybrid answers with keywords, and says why
