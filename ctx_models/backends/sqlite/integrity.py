@@ -11,6 +11,7 @@ from peewee import Database
 
 from ...fields import MAX_EPOCH
 from ...integrity import RE_EMBED, Check
+from ...models import ChunkFTS
 from .schema import describe_schema, schema_differences
 
 __all__ = ["SQLiteIntegrity"]
@@ -109,7 +110,7 @@ class SQLiteIntegrity:
         locked, say) is the database's and is raised as such.
         """
         try:
-            self.db.execute_sql("INSERT INTO chunks_fts(chunks_fts) VALUES('integrity-check')")
+            ChunkFTS.integrity_check()
         except peewee.DatabaseError as exc:
             cause = getattr(exc, "orig", None) or exc.__cause__ or exc
             if getattr(cause, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
@@ -119,7 +120,7 @@ class SQLiteIntegrity:
 
     def rebuild_keyword_index(self) -> None:
         """Rebuild the FTS5 index from the text the table stores."""
-        self.db.execute_sql("INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')")
+        ChunkFTS.rebuild()
 
     def repair_keyword_rows(self, run: Callable[[str, Sequence[Any]], int]) -> int:
         """Leave chunks_fts with exactly one row per chunk, holding its text and document.
