@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from peewee import SQL, BlobField, Case, IntegerField, TextField, fn
+from peewee import SQL, BigIntegerField, BlobField, Case, TextField, fn
 from playhouse.sqlite_ext import JSONField, JSONPath
 
 from .errors import CorruptValueError, ValidationError, VectorError
@@ -24,6 +24,7 @@ from .errors import CorruptValueError, ValidationError, VectorError
 __all__ = [
     "EpochField",
     "VectorField",
+    "PackedVector",
     "JSONObjectField",
     "UnreadableJSON",
     "IntegerTextField",
@@ -81,8 +82,12 @@ def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
         ) from exc
 
 
-class EpochField(IntegerField):
-    """INTEGER epoch seconds in SQL, timezone-aware UTC ``datetime`` in Python."""
+class EpochField(BigIntegerField):
+    """Epoch seconds in SQL, timezone-aware UTC ``datetime`` in Python.
+
+    Declared INTEGER on SQLite (its integers are 64-bit) and BIGINT on
+    PostgreSQL, whose 32-bit INTEGER ends in 2038.
+    """
 
     def db_value(self, value: Any) -> int | None:
         if value is None:
@@ -148,17 +153,33 @@ def decode_vector(blob: bytes, what: str = "vector") -> np.ndarray:
     return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
 
 
-class VectorField(BlobField):
-    """A 1-D float32 vector stored as a little-endian BLOB of 4 × dims bytes, no header."""
+class PackedVector(bytes):
+    """A vector as little-endian float32 bytes, the contract's BLOB.
 
-    def db_value(self, value: Any) -> bytes | None:
+    SQLite stores it as the BLOB it is; the PostgreSQL backend registers a
+    psycopg dumper that sends it as pgvector's ``vector``. One value, and each
+    driver says how it goes over the wire.
+    """
+
+
+class VectorField(BlobField):
+    """A 1-D float32 vector: a little-endian BLOB of 4 × dims bytes on SQLite (no header),
+    pgvector's ``vector`` on PostgreSQL; a float32 numpy array in Python."""
+
+    def db_value(self, value: Any) -> PackedVector | None:
         if value is None:
             return None
-        return encode_vector(value, self.column_name or "vector")
+        return PackedVector(encode_vector(value, self.column_name or "vector"))
 
     def python_value(self, value: Any) -> np.ndarray | None:
         if value is None:
             return None
+        if hasattr(value, "to_numpy"):  # pgvector's Vector, from PostgreSQL
+            return np.asarray(value.to_numpy(), dtype=np.float32)
+        if isinstance(value, np.ndarray):
+            return value.astype(np.float32)
+        if isinstance(value, str):  # pgvector's text form, "[1,2,3]"
+            return np.array(value.strip("[]").split(","), dtype=np.float32)
         return decode_vector(bytes(value), self.column_name or "vector")
 
 
@@ -234,6 +255,10 @@ class _GuardedJSONPath(JSONPath):
     def __sql__(self, ctx: Any) -> Any:
         if not self._path:
             return ctx.sql(self._field)
+        # A database may render paths its own way (PostgreSQL does: see its backend).
+        render = getattr(ctx.state, "json_path", None)
+        if render is not None:
+            return ctx.sql(render(self._field, self._path))
         extract = fn.json_extract(self._field, self.path)
         return ctx.sql(Case(None, [(fn.json_valid(self._field), extract)], SQL("NULL")))
 

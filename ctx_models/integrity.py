@@ -33,7 +33,7 @@ from peewee import Database, chunked
 
 from .errors import CorruptValueError
 from .hashing import chunk_hash
-from .models import MODELS, Checkpoint, bound_database
+from .models import MODELS, Checkpoint, Chunk, bound_database
 
 __all__ = ["Finding", "CheckReport", "Check", "check", "EXAMPLES"]
 
@@ -244,9 +244,8 @@ def _found(db: Database, probe: Any) -> dict[str, tuple[Check, list[str]]]:
         if embedded:
             spec, stale = found.get("stale_embeddings", (_stale_check(), []))
             found["stale_embeddings"] = (spec, list(dict.fromkeys(stale + embedded)))
+    found.update(probe.extra_findings())  # what only the engine's own view can find
     for code, description, ids, repairable, advice in (
-        ("vectors_not_finite", "vectors holding NaN or infinite values", probe.bad_vectors(),
-         True, RE_EMBED),
         ("bad_checkpoints", "checkpoints whose cursor is not an integer (the ctx tool reads "
          "them as no checkpoint)", bad_checkpoints(db), False,
          "set them again with set_checkpoint(), or delete them for a full re-sync"),
@@ -299,7 +298,7 @@ def _repair(db: Database, probe: Any, findings: list[Finding]) -> dict[str, int]
 
     def each(ids: Sequence[str], statement: Callable[[str], str]) -> None:
         for batch in chunked(ids, 500):
-            run(statement(", ".join("?" * len(batch))), batch)
+            run(statement(", ".join([db.param] * len(batch))), batch)
 
     def drop_vectors(ids: Sequence[str]) -> None:
         each(ids, lambda marks: f"DELETE FROM chunk_vectors WHERE chunk_id IN ({marks})")
@@ -307,10 +306,9 @@ def _repair(db: Database, probe: Any, findings: list[Finding]) -> dict[str, int]
 
     if ids := found.get("chunk_text_edited"):
         for batch in chunked(ids, 500):
-            marks = ", ".join("?" * len(batch))
-            rows = db.execute_sql(f"SELECT id, text FROM chunks WHERE id IN ({marks})", batch)
-            for chunk_id, text in rows.fetchall():
-                run("UPDATE chunks SET hash = ? WHERE id = ?", (chunk_hash(text), chunk_id))
+            rows: Any = Chunk.select(Chunk.id, Chunk.text).where(Chunk.id.in_(batch)).tuples()
+            for chunk_id, text in list(rows):
+                Chunk.update(hash=chunk_hash(text)).where(Chunk.id == chunk_id).execute()
     if ids := found.get("chunks_without_document"):
         drop_vectors(ids)
         each(ids, lambda marks: f"DELETE FROM chunks_fts WHERE chunk_id IN ({marks})")

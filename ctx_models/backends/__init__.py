@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from peewee import Database, SqliteDatabase
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from ..errors import DatabaseError
 from .base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
@@ -27,6 +27,7 @@ __all__ = [
     "VectorAnswer",
     "backend_for",
     "connect",
+    "is_url",
     "translated",
 ]
 
@@ -35,13 +36,29 @@ _LOCK = threading.Lock()
 
 
 def connect(target: str | os.PathLike[str], **options: Any) -> Database:
-    """Open the database at ``target`` (a SQLite file path) and bind every model to it.
+    """Open the database ``target`` and bind every model to it.
 
-    See :func:`ctx_models.backends.sqlite.connection.connect` for the options.
+    ``target`` is a SQLite file path, or a ``postgresql://user@host:5432/dbname``
+    URL (with the ``postgres`` extra installed). Options: ``bind_models``,
+    ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
+    and ``check_version``; see each backend's ``connect``.
     """
+    from .postgres.connection import is_url
+
+    if is_url(target):
+        from .postgres.connection import connect as connect_postgres
+
+        return connect_postgres(str(target), **options)
     from .sqlite.connection import connect as connect_sqlite
 
     return connect_sqlite(target, **options)
+
+
+def is_url(target: Any) -> bool:
+    """True when ``target`` names a PostgreSQL database (``postgresql://...``)."""
+    from .postgres.connection import is_url as is_postgres_url
+
+    return is_postgres_url(target)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +94,11 @@ def _make(db: Database) -> Backend:
         from .sqlite import SQLiteBackend
 
         return SQLiteBackend(db)
+    if isinstance(db, PostgresqlDatabase):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(db)
     raise DatabaseError(
-        f"ctx_models has no backend for {type(db).__name__}; use a SqliteDatabase "
-        "(ctx_models.connect(path))"
+        f"ctx_models has no backend for {type(db).__name__}; connect with "
+        "ctx_models.connect(path or postgresql:// URL)"
     )

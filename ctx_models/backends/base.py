@@ -164,6 +164,10 @@ class Backend(ABC):
         """The ``limit`` stored vectors of ``query``'s length closest to it (inside a snapshot)."""
 
     @abstractmethod
+    def vector_size(self, model: str) -> int | None:
+        """The length of one stored vector of ``model`` (None when it has none)."""
+
+    @abstractmethod
     def stored_models(self, *, outer_transaction: bool) -> dict[str, int]:
         """Embeddings per model name, most first (inside a snapshot)."""
 

@@ -83,7 +83,7 @@ def stats() -> StoreStats:
             LEFT JOIN chunks c ON c.document_id = d.id
             LEFT JOIN embeddings e ON e.chunk_id = c.id AND e.hash = c.hash
             LEFT JOIN checkpoints k ON k.source = d.source
-            GROUP BY d.source ORDER BY d.source
+            GROUP BY d.source, k.cursor, k.updated_at ORDER BY d.source
             """
         ).fetchall()
         stale = db.execute_sql(

@@ -70,17 +70,12 @@ def now() -> int:
 
 
 def stored_dims(db: Database, model: str) -> int | None:
-    """The length of the vectors stored for ``model``, read from a BLOB (None when it has none).
+    """The length of the vectors stored for ``model`` (None when it has none).
 
-    Not ``embeddings.dims``: the ctx tool records there the size it was
-    configured with, which can differ from the vectors it stored.
+    Read from a vector, not from ``embeddings.dims``: the ctx tool records there
+    the size it was configured with, which can differ from what it stored.
     """
-    row = db.execute_sql(
-        "SELECT length(v.embedding) FROM embeddings AS e "
-        "JOIN chunk_vectors AS v ON v.chunk_id = e.chunk_id WHERE e.model = ? LIMIT 1",
-        (model,),
-    ).fetchone()
-    return None if row is None or not row[0] else int(row[0]) // 4
+    return backend_for(db).vector_size(model)
 
 
 def check_dims(db: Database, model: str, dims: int) -> None:

@@ -187,6 +187,14 @@ class SQLiteBackend(Backend):
         ]
         return VectorAnswer(candidates, hits.searched, hits.spread)
 
+    def vector_size(self, model: str) -> int | None:
+        row = self.db.execute_sql(
+            "SELECT length(v.embedding) FROM embeddings AS e "
+            "JOIN chunk_vectors AS v ON v.chunk_id = e.chunk_id WHERE e.model = ? LIMIT 1",
+            (model,),
+        ).fetchone()
+        return None if row is None or not row[0] else int(row[0]) // 4
+
     def stored_models(self, *, outer_transaction: bool) -> dict[str, int]:
         conn, state = self._fresh_state(outer_transaction)
         return state.vectors.models(conn)

@@ -76,6 +76,9 @@ _CHECKS = (
 )
 
 
+_NOT_FINITE = Check("vectors_not_finite", "vectors holding NaN or infinite values", "", True, RE_EMBED)
+
+
 class SQLiteIntegrity:
     """The SQLite side of :func:`ctx_models.integrity.check`."""
 
@@ -91,17 +94,18 @@ class SQLiteIntegrity:
     def schema_problems(self) -> list[str]:
         return schema_differences(describe_schema(self.db))
 
-    def bad_vectors(self) -> list[str]:
+    def extra_findings(self) -> dict[str, tuple[Check, list[str]]]:
         """Vectors holding NaN or infinity (among BLOBs whose length is otherwise valid)."""
         cursor = self.db.execute_sql(
             "SELECT chunk_id, embedding FROM chunk_vectors "
             "WHERE typeof(embedding) = 'blob' AND length(embedding) > 0 AND length(embedding) % 4 = 0"
         )
-        return [
+        bad = [
             chunk_id
             for chunk_id, blob in cursor
             if not np.isfinite(np.frombuffer(blob, "<f4")).all()
         ]
+        return {"vectors_not_finite": (_NOT_FINITE, bad)} if bad else {}
 
     def keyword_index_problems(self) -> list[str]:
         """FTS5's own check of its index against the text it stores.
