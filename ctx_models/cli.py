@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from . import __version__, integrity, search, snippets, store
 from .backends import backend_for, connect
-from .config import DEFAULT_DB_PATH, ENV_VAR, resolve_db_path
+from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
 from .fields import MAX_EPOCH
@@ -43,17 +43,24 @@ class UsageError(CtxModelsError):
 # --------------------------------------------------------------------------- helpers
 
 
+def _where(args: argparse.Namespace) -> Path | str:
+    """The database the command works on: a path, or a PostgreSQL URL."""
+    return resolve_database(args.db, args.config)
+
+
 def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
-    path = resolve_db_path(args.db, args.config)
-    db = connect(path, create=create)
+    where = _where(args)
+    db = connect(where, create=create)
     if not create:
         backend = backend_for(db)
         with backend.errors("read"):
             present = backend.table_names()
         missing = [t for t in CONTRACT_TABLES if t not in present]
         if missing and args.command != "check":
+            shown = display(where)
             raise CtxModelsError(
-                f"{path} lacks the ctx schema (missing {', '.join(missing)}); run `ctx-models init --db {path}`"
+                f"{shown} lacks the ctx schema (missing {', '.join(missing)}); "
+                f"run `ctx-models init --db {shown}`"
             )
     return db
 
@@ -82,12 +89,13 @@ def _highlight(snippet: str, colour: bool) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = resolve_db_path(args.db, args.config)
-    existed = path.exists() and path.stat().st_size > 0
-    db = connect(path)
+    where = _where(args)
+    path = display(where)
+    existed = not isinstance(where, Path) or (where.exists() and where.stat().st_size > 0)
+    db = connect(where)
     result = run_migrations(db)
     stored = schema_version(db)
-    if not existed:
+    if not existed or "documents" in result.created:
         print(f"created {path} (schema version {result.version})")
     elif result.changed:
         print(
@@ -105,8 +113,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return EXIT_OK
-    path = resolve_db_path(args.db, args.config)
-    print(f"database   {path} ({_human_size(report.size_bytes)})")
+    print(f"database   {display(_where(args))} ({_human_size(report.size_bytes)})")
     print(f"documents  {report.documents}")
     print(f"chunks     {report.chunks}")
     print(f"embedded   {report.embedded} (stale: {report.stale})")
@@ -214,8 +221,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     from .demo.seed import seed
 
-    path = resolve_db_path(args.db, args.config)
-    db = connect(path)
+    where = _where(args)
+    path = display(where)
+    db = connect(where)
     migration = run_migrations(db)
     if migration.created:
         print(f"created {path} (schema version {migration.version})")
@@ -378,15 +386,15 @@ def _location_options(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
     where = parser.add_argument_group("database location")
     where.add_argument(
         "--db",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=default,
-        help=f"database file (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})",
+        help=f"database file or postgresql:// URL (default: ${ENV_VAR}, else {DEFAULT_DB_PATH})",
     )
     where.add_argument(
         "--config",
         metavar="FILE",
         default=default,
-        help="a ctx TOML config; its [db] path names the database",
+        help="a ctx TOML config; its [db] path (or url) names the database",
     )
     parser.add_argument(
         "-v",

@@ -1,8 +1,9 @@
 """Where the database lives: ``--db``, a ``ctx`` TOML config, ``$CTX_MODELS_DB``, or the default.
 
-The ``ctx`` tool's configuration names the database as ``path`` under ``[db]``;
-a relative path there is taken relative to the working directory, as ``ctx``
-itself does.
+Each names a SQLite file path or a PostgreSQL URL (``postgresql://...``). The
+``ctx`` tool's configuration names the database as ``path`` under ``[db]``
+(a relative path there is taken relative to the working directory, as ``ctx``
+itself does); a PostgreSQL database is ``url`` under ``[db]``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from .backends.postgres.connection import is_url, redact
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_DB_PATH", "ENV_VAR", "resolve_db_path", "db_path_from_config"]
+__all__ = ["DEFAULT_DB_PATH", "ENV_VAR", "resolve_database", "database_from_config", "display"]
 
 #: The default database path, relative to the working directory (as in ``ctx``'s example config).
 DEFAULT_DB_PATH = Path(".ctx") / "data" / "ctx.sqlite"
@@ -22,8 +24,8 @@ DEFAULT_DB_PATH = Path(".ctx") / "data" / "ctx.sqlite"
 ENV_VAR = "CTX_MODELS_DB"
 
 
-def db_path_from_config(config_file: str | os.PathLike[str]) -> Path:
-    """Read ``[db] path`` from a ``ctx`` TOML configuration file."""
+def database_from_config(config_file: str | os.PathLike[str]) -> Path | str:
+    """Read ``[db] path`` (a SQLite file) or ``[db] url`` (PostgreSQL) from a TOML configuration."""
     path = Path(config_file).expanduser()
     try:
         with path.open("rb") as fh:
@@ -39,27 +41,41 @@ def db_path_from_config(config_file: str | os.PathLike[str]) -> Path:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     section = data.get("db")
-    value = section.get("path") if isinstance(section, Mapping) else None
+    section = section if isinstance(section, Mapping) else {}
+    if "path" in section and "url" in section:
+        raise ConfigError(f"config file {path}: [db] has both path and url; keep one")
+    key = "url" if "url" in section else "path"
+    value = section.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(
             f'config file {path} has no [db] path; add a [db] table with path = "./data/ctx.sqlite"'
+            " (or url = \"postgresql://user@host/dbname\")"
             if value is None
-            else f"config file {path}: [db] path must be a non-empty string, got {value!r}"
+            else f"config file {path}: [db] {key} must be a non-empty string, got {value!r}"
         )
+    if key == "url":
+        if not is_url(value):
+            raise ConfigError(f"config file {path}: [db] url must be a postgresql:// URL")
+        return value
     return Path(value).expanduser()
 
 
-def resolve_db_path(
+def resolve_database(
     db: str | os.PathLike[str] | None = None,
     config: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> Path:
-    """The database path, by precedence: ``db``, then ``config``, then ``$CTX_MODELS_DB``, then the default."""
+) -> Path | str:
+    """The database, a path or a URL, by precedence: ``db``, ``config``, ``$CTX_MODELS_DB``, the default."""
     if db is not None:
-        return Path(db).expanduser()
+        return str(db) if is_url(db) else Path(db).expanduser()
     if config is not None:
-        return db_path_from_config(config)
+        return database_from_config(config)
     value = (os.environ if environ is None else environ).get(ENV_VAR)
     if value:
-        return Path(value).expanduser()
+        return value if is_url(value) else Path(value).expanduser()
     return DEFAULT_DB_PATH
+
+
+def display(database: Path | str) -> str:
+    """How to show ``database`` to a person: the path, or the URL without its password."""
+    return redact(database) if isinstance(database, str) else str(database)

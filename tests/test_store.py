@@ -34,29 +34,24 @@ from ctx_models import (
     DimensionMismatchError,
     ValidationError,
     VectorError,
+    search,
     store,
 )
-from ctx_models.backends.sqlite import fts
+from ctx_models.backends import backend_for
 from ctx_models.chunking import chunk_text
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.hashing import chunk_hash
 from ctx_models.hashing import dedup_hash as our_dedup_hash
 from ctx_models.store import writes
 
+# The store's behaviour is the same on both backends.
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 CONTRACT_TABLES = ("documents", "chunks", "chunks_fts", "embeddings", "chunk_vectors", "checkpoints")
 
 
 # --------------------------------------------------------------------------- helpers and fixtures
-
-
-@pytest.fixture
-def raw(db, db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A second, plain sqlite3 connection to the test database (autocommit)."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
-    yield conn
-    conn.close()
 
 
 @pytest.fixture
@@ -390,9 +385,9 @@ def test_replace_chunks_replaces_everything_of_the_document(raw, embedder) -> No
         "JOIN chunk_vectors v ON v.chunk_id = c.id WHERE c.document_id != ?",
         (doc_id,),
     ).fetchall() == other_rows
-    # the FTS index finds the new text and not the old
-    assert count(raw, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'second'") == 1
-    assert count(raw, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'word30'") == 0
+    # the keyword index finds the new text and not the old
+    assert len(search.keyword_search("second")) == 1
+    assert search.keyword_search("word30") == []
 
 
 def test_replace_chunks_keeps_ids_of_chunk_objects(raw) -> None:
@@ -483,12 +478,22 @@ def _raise(*args, **kwargs):
     raise Boom("injected failure")
 
 
-@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "writes.write_vectors", "fts.delete_fts_rows"])
-def test_replace_chunks_failure_midway_rolls_back(raw, embedder, monkeypatch, target) -> None:
+def _inject(monkeypatch, db, target: str) -> None:
+    """Make one step of the write path fail: a backend method, or a store function."""
+    owner, name = target.split(".")
+    if owner == "backend":
+        monkeypatch.setattr(type(backend_for(db)), name, _raise)
+    else:
+        monkeypatch.setattr(writes, name, _raise)
+
+
+@pytest.mark.parametrize(
+    "target", ["backend.insert_chunks", "writes.write_vectors", "backend.delete_keyword_rows", "backend.write_vectors"]
+)
+def test_replace_chunks_failure_midway_rolls_back(db, raw, embedder, monkeypatch, target) -> None:
     doc_id = _seed_embedded(embedder)
     before = table_rows(raw)
-    module, name = target.split(".")
-    monkeypatch.setattr({"fts": fts, "writes": writes}[module], name, _raise)
+    _inject(monkeypatch, db, target)
     vectors = embedder.embed(["x", "y"])
     with pytest.raises(Boom):
         store.replace_chunks(doc_id, ["x", "y"], vectors, embedder.model)
@@ -499,12 +504,11 @@ def test_replace_chunks_failure_midway_rolls_back(raw, embedder, monkeypatch, ta
     assert_fts_matches_chunks(raw)
 
 
-@pytest.mark.parametrize("target", ["fts.insert_fts_rows_since", "writes.write_vectors"])
-def test_ingest_failure_midway_rolls_back(raw, embedder, monkeypatch, target) -> None:
+@pytest.mark.parametrize("target", ["backend.insert_chunks", "writes.write_vectors", "backend.write_vectors"])
+def test_ingest_failure_midway_rolls_back(db, raw, embedder, monkeypatch, target) -> None:
     _seed_embedded(embedder)
     before = table_rows(raw)
-    module, name = target.split(".")
-    monkeypatch.setattr({"fts": fts, "writes": writes}[module], name, _raise)
+    _inject(monkeypatch, db, target)
     with pytest.raises(Boom):
         store.ingest("fs", "a", "completely different text", embedder=embedder)
     with pytest.raises(Boom):
@@ -520,12 +524,10 @@ def test_reingest_unchanged_rewrites_nothing(db, raw, embedder) -> None:
     store.ingest("fs", "b", "another", embedder=embedder)
     assert first.status == "created" and first.chunks > 1 and first.embedded == first.chunks
     ids_before, rows_before = rowids(raw), table_rows(raw)
-    changes = db.connection().total_changes
     again = store.ingest("fs", "a", LONG, max_tokens=5, embedder=embedder, metadata={"m": 1}, title="t")
     assert again.status == "unchanged" and again.changed is False
     assert again.document_id == first.document_id
-    assert db.connection().total_changes == changes  # not one row written
-    assert rowids(raw) == ids_before
+    assert rowids(raw) == ids_before  # not one row rewritten (on PostgreSQL: no row moved)
     assert table_rows(raw) == rows_before
 
 
@@ -629,17 +631,12 @@ def _items(n: int, start: int = 0, **extra) -> list[dict]:
     ]
 
 
-def test_ingest_many_commits_in_batches_and_reports_each(raw, db_path) -> None:
+def test_ingest_many_commits_in_batches_and_reports_each(raw) -> None:
     calls: list[tuple[list[str], int]] = []
 
     def on_commit(results):
         # a separate connection sees the batch: it is committed
-        probe = sqlite3.connect(db_path)
-        try:
-            committed = count(probe, "SELECT count(*) FROM documents")
-        finally:
-            probe.close()
-        calls.append(([r.source_id for r in results], committed))
+        calls.append(([r.source_id for r in results], count(raw, "SELECT count(*) FROM documents")))
 
     summary = store.ingest_many(_items(10), batch_size=3, on_commit=on_commit)
     assert [c[0] for c in calls] == [
@@ -1008,7 +1005,7 @@ def test_delete_source(raw, two_sources) -> None:
 # --------------------------------------------------------------------------- stats
 
 
-def test_stats(db_path, raw, two_sources, embedder) -> None:
+def test_stats(db, raw, two_sources, embedder) -> None:
     store.ingest("c", "1", "no vectors here")
     stale_chunk = chunk_ids(raw, two_sources["b1"])[0]
     raw.execute("UPDATE embeddings SET hash = 'stale' WHERE chunk_id = ?", (stale_chunk,))
@@ -1019,7 +1016,7 @@ def test_stats(db_path, raw, two_sources, embedder) -> None:
     assert report.embedded == n_chunks - 1 - 1  # c:1 has no vector, one is stale
     assert report.stale == 1
     assert report.models == {embedder.model: total(raw, "embeddings")}
-    assert report.size_bytes >= os.path.getsize(db_path)
+    assert report.size_bytes >= _file_size(db)
     per = {s.source: s for s in report.sources}
     assert list(per) == ["a", "b", "c"]
     for source in ("a", "b", "c"):
@@ -1036,11 +1033,16 @@ def test_stats(db_path, raw, two_sources, embedder) -> None:
     assert as_dict["stale"] == 1 and len(as_dict["sources"]) == 3
 
 
-def test_stats_of_empty_database(db_path, raw) -> None:
+def _file_size(db) -> int:
+    """The SQLite file's size; a PostgreSQL database has no file of its own, so 1."""
+    return os.path.getsize(db.database) if isinstance(db, ctx_models.backends.sqlite.connection.ContextDatabase) else 1
+
+
+def test_stats_of_empty_database(db, raw) -> None:
     report = store.stats()
     assert (report.documents, report.chunks, report.embedded, report.stale, report.models) == (0, 0, 0, 0, {})
     assert report.sources == []
-    assert report.size_bytes >= os.path.getsize(db_path) > 0
+    assert report.size_bytes >= _file_size(db) > 0
 
 
 # --------------------------------------------------------------------------- export

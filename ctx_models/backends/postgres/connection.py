@@ -222,11 +222,9 @@ def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: A
     if re.search(r"\s", url):
         raise ConfigError(f"{redact(url)}: a URL has no spaces")
     milliseconds = int(timeout * 1000)
-    db = PostgresDatabase(
-        url,
-        connect_timeout=max(1, int(timeout)),
-        options=f"-c lock_timeout={milliseconds} -c statement_timeout=0",
-    )
+    # Ours come after the URL's own options (a search_path, say), which they leave alone.
+    options = " ".join(filter(None, (query.get("options", ""), f"-c lock_timeout={milliseconds}")))
+    db = PostgresDatabase(url, connect_timeout=max(1, int(timeout)), options=options)
     with translate_errors(redact(url), "connect to"):
         db.connect(reuse_if_open=True)
         version = db.server_version

@@ -15,7 +15,11 @@ from ... import snippets
 from ...words import unique_words
 from ..base import Candidate, KeywordAnswer
 
-__all__ = ["plan", "run", "HEADLINE_OPTIONS"]
+__all__ = ["plan", "run", "HEADLINE_OPTIONS", "RANK_NORMALIZATION"]
+
+#: ts_rank_cd's normalization: 1 divides by 1 + the log of the chunk's length, so that a
+#: longer chunk holding the same words ranks below a shorter one (BM25 does as much).
+RANK_NORMALIZATION = 1
 
 # ts_headline marks matches as FTS5's snippet does, around 48 words.
 HEADLINE_OPTIONS = (
@@ -48,7 +52,7 @@ def run(
 ) -> list[Candidate]:
     """The best ``limit`` chunks for a tsquery, with FTS5-like snippets for those only."""
     joins, filters = "", ""
-    params: list[Any] = [expression]
+    params: list[Any] = [expression, RANK_NORMALIZATION]
     if source is not None or since is not None:
         joins = " JOIN documents AS d ON d.id = f.document_id"
     if source is not None:
@@ -60,14 +64,23 @@ def run(
     params += [limit, HEADLINE_OPTIONS]
     sql = (
         "WITH q AS (SELECT %s::tsquery AS query), "
-        "top AS (SELECT f.chunk_id, f.document_id, f.text, ts_rank_cd(f.tsv, q.query) AS score "
+        "top AS (SELECT f.chunk_id, f.document_id, f.text, ts_rank_cd(f.tsv, q.query, %s) AS score "
         f"FROM chunks_fts AS f CROSS JOIN q{joins} WHERE f.tsv @@ q.query{filters} "
         "ORDER BY score DESC, f.chunk_id LIMIT %s) "
         "SELECT top.chunk_id, top.document_id, top.score, "
-        "ts_headline('english', top.text, q.query, %s) FROM top CROSS JOIN q "
+        "ts_headline('english', top.text, q.query, %s), top.text FROM top CROSS JOIN q "
         "ORDER BY top.score DESC, top.chunk_id"
     )
     return [
-        Candidate(chunk_id, document_id, float(score), headline)
-        for chunk_id, document_id, score, headline in db.execute_sql(sql, params).fetchall()
+        Candidate(chunk_id, document_id, float(score), _with_ellipses(headline, text))
+        for chunk_id, document_id, score, headline, text in db.execute_sql(sql, params).fetchall()
     ]
+
+
+def _with_ellipses(headline: str, text: str) -> str:
+    """``...`` where the headline cuts the text, as FTS5's snippet marks it."""
+    plain = snippets.plain(headline)
+    words = text.split()
+    start = "" if not plain or " ".join(words).startswith(plain.split(" ", 1)[0]) else snippets.ELLIPSIS
+    end = "" if not plain or " ".join(words).endswith(plain.rsplit(" ", 1)[-1]) else snippets.ELLIPSIS
+    return f"{start}{headline}{end}"
