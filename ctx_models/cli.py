@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from . import __version__, integrity, search, snippets, store
 from .backends import backend_for, connect
+from .backends import is_url as backends_is_url
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
@@ -267,6 +268,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         model=args.model,
         fusion=args.fusion,
         match="all" if args.all_words else "any",
+        exact=not args.approximate,
     )
     if args.json:
         found = [r.to_dict() for r in results]
@@ -319,6 +321,39 @@ def _unknown_source(source: str | None) -> str:
     rows: Any = Document.select(Document.source).distinct().order_by(Document.source).tuples()
     known = [source for (source,) in rows]
     return f"; there is no source {source!r} (sources: {', '.join(known) or 'none'})"
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from .transfer import copy_store
+
+    source_where = args.source if backends_is_url(args.source) else Path(args.source)
+    dest_where = args.dest if backends_is_url(args.dest) else Path(args.dest)
+    source = connect(source_where, bind_models=False, create=False)
+    dest = connect(dest_where, bind_models=False)
+    report = copy_store(
+        source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
+    )
+    replaced = f", {report.replaced} replaced" if report.replaced else ""
+    print(
+        f"copied {report.documents} documents, {report.chunks} chunks, {report.vectors} vectors "
+        f"and {report.checkpoints} checkpoints from {display(source_where)} to "
+        f"{display(dest_where)}{replaced}"
+    )
+    return EXIT_OK
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    db = _database(args)
+    backend = backend_for(db)
+    built = backend.build_hnsw_indexes()
+    if not built:
+        print("no vectors to index")
+        return EXIT_OK
+    for name, dims in built:
+        recall, queries = backend.hnsw_recall(dims, k=args.recall_k)
+        print(f"built {name} ({dims} dims): recall@{args.recall_k} against exact search "
+              f"{recall:.3f} over {queries} sample queries")
+    return EXIT_OK
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -548,6 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", metavar="NAME", help="compare only with vectors of this model")
     p.add_argument(
+        "--approximate",
+        action="store_true",
+        help="let PostgreSQL use its HNSW indexes (ctx-models index --hnsw); exact otherwise",
+    )
+    p.add_argument(
         "--explain", action="store_true", help="show which signals counted and each score's parts"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -555,6 +595,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--highlight", action="store_true", help="keep the >>> <<< match markers in --json"
     )
     p.set_defaults(handler=cmd_search)
+
+    p = command(
+        "copy",
+        "copy a whole store to another database",
+        "Copy every document with its chunks, embeddings and vectors, and every checkpoint, from "
+        "SOURCE to DEST (each a SQLite path or a postgresql:// URL), in batches; values are "
+        "copied as stored. Refuses a DEST that holds documents unless --merge.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="the store to copy (path or URL)")
+    p.add_argument("dest", metavar="DEST", help="where to copy it (path or URL)")
+    p.add_argument(
+        "--merge", action="store_true", help="copy into a DEST that holds documents, replacing the same ones"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=500, help="documents per transaction (default 500)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_copy)
+
+    p = command(
+        "index",
+        "build approximate vector indexes (PostgreSQL)",
+        "Build an HNSW index per stored vector size on PostgreSQL, and report its recall against "
+        "exact search on sample queries. Searches stay exact unless asked (--approximate).",
+    )
+    p.add_argument("--hnsw", action="store_true", required=True, help="build HNSW indexes")
+    p.add_argument(
+        "--recall-k", type=int, default=80, help="the k of the recall reported (default 80)"
+    )
+    p.set_defaults(handler=cmd_index)
 
     p = command(
         "backup",

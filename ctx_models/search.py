@@ -351,6 +351,7 @@ def _vector_candidates(
     model: str | None,
     *,
     outer_transaction: bool,
+    exact: bool = True,
 ) -> tuple[list[Candidate], Signal]:
     """The semantic list for fusion: left out (empty) when it carries no information."""
     if query is None:
@@ -363,7 +364,7 @@ def _vector_candidates(
         reason = f"no stored vector has the question's length {len(query)} (stored lengths: {stored})"
         return [], Signal("semantic", False, 0, reason)
     answer = backend.vector_search(
-        query, limit, source, since, model, outer_transaction=outer_transaction
+        query, limit, source, since, model, outer_transaction=outer_transaction, exact=exact
     )
     if not answer.candidates:
         return [], Signal("semantic", False, 0, "no vector matches the filters" + _filtered(source, since))
@@ -383,14 +384,17 @@ def vector_search(
     *,
     embedder: Embedder | None = None,
     model: str | None = None,
+    exact: bool = True,
 ) -> list[Candidate]:
-    """Exact cosine-similarity search over the stored vectors of the question's length; best first.
+    """Cosine-similarity search over the stored vectors of the question's length; best first.
 
     ``query`` is the question's text or its vector. Text is embedded with
     ``embedder``, else with the embedder of ``model``, else with the model of
     the stored vectors. ``model`` also restricts the search to that model's
-    vectors. Vectors of other lengths are left out, never an error. Vectors are
-    served from an in-memory index that is rebuilt only when the database changed.
+    vectors. Vectors of other lengths are left out, never an error. Exact by
+    default; ``exact=False`` lets PostgreSQL use an HNSW index (``ctx-models index
+    --hnsw``) where one exists. SQLite serves every search, exactly, from an
+    in-memory index rebuilt only when the database changed.
     """
     if query is None:
         raise VectorError("a query is required: the question's text, or its vector")
@@ -412,7 +416,7 @@ def vector_search(
             )
             return []
         return backend.vector_search(
-            vector, limit, source, since, model, outer_transaction=outer
+            vector, limit, source, since, model, outer_transaction=outer, exact=exact
         ).candidates
 
 
@@ -481,6 +485,7 @@ def hybrid_search(
     embedder: Embedder | None = None,
     fusion: str = DEFAULT_FUSION,
     match: str = "any",
+    exact: bool = True,
 ) -> SearchResults:
     """Documents ranked by their best chunk's fused keyword and semantic score.
 
@@ -534,7 +539,7 @@ def hybrid_search(
                 )
                 semantic, signals["semantic"] = _vector_candidates(
                     backend, vector, note, k_vector, source, since, vector_model,
-                    outer_transaction=outer,
+                    outer_transaction=outer, exact=exact,
                 )
         for signal in signals.values():
             if not signal.used:
@@ -619,3 +624,4 @@ def _rank(
             )
         )
     return results
+

@@ -64,6 +64,22 @@ def fresh(path: Path) -> Path:
     return path
 
 
+def fresh_schema(url: str, schema: str) -> str:
+    """``url`` pointed at a new, empty schema of that name (dropped first if it exists)."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"-c search_path={schema},public"
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
 def raw_connection(path: Path) -> sqlite3.Connection:
     """A bare sqlite3 connection with the same settings ctx_models uses."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)

@@ -26,7 +26,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -241,10 +240,9 @@ def ingest(collection: Collection, db: Any, embedder: embedders.Embedder) -> dic
     return {"documents": len(items), "chunks": chunks, "seconds": seconds}
 
 
-def document_ids(db_path: Path) -> dict[str, str]:
+def document_ids(db: Any) -> dict[str, str]:
     """documents.id -> the collection's document id (documents.source_id)."""
-    with closing(sqlite3.connect(db_path)) as conn:
-        return dict(conn.execute("SELECT id, source_id FROM documents").fetchall())
+    return dict(db.execute_sql("SELECT id, source_id FROM documents").fetchall())
 
 
 # --------------------------------------------------------------------------- runs
@@ -264,6 +262,26 @@ def floor_ranker(conn: sqlite3.Connection) -> Ranker:
             return []
         match = " OR ".join(f'"{w}"' for w in words)
         return [row[0] for row in conn.execute(FLOOR_SQL, (match,)).fetchall()]
+
+    return rank
+
+
+PG_FLOOR_SQL = (
+    "SELECT d.source_id FROM chunks_fts AS f JOIN documents AS d ON d.id = f.document_id, "
+    "to_tsquery('english', %s) AS q WHERE f.tsv @@ q ORDER BY ts_rank(f.tsv, q) DESC "
+    f"LIMIT {FETCH}"
+)
+
+
+def pg_floor_ranker(conn: Any) -> Ranker:
+    """ts_rank through bare psycopg: every word OR-ed, as PostgreSQL's own full-text search."""
+
+    def rank(query_id: str, text: str) -> list[str]:
+        words = [w.lower() for w in re.findall(r"[^\W_]+", text)]
+        if not words:
+            return []
+        query = " | ".join(f"'{w}'" for w in words)
+        return [row[0] for row in conn.execute(PG_FLOOR_SQL, (query,)).fetchall()]
 
     return rank
 
@@ -321,13 +339,20 @@ def hybrid_label() -> str:
     return f"hybrid ({fusion}, alpha {search.DEFAULT_ALPHA[fusion]:.2f})"
 
 
-def main_runs(collection: Collection, db_path: Path) -> list[RunResult]:
+def main_runs(collection: Collection, db: Any, where: Any) -> list[RunResult]:
     """The floor, keyword, semantic and hybrid runs with the library's defaults."""
-    ids = document_ids(db_path)
-    conn = sqlite3.connect(db_path)
+    ids = document_ids(db)
+    if isinstance(where, Path):
+        conn: Any = sqlite3.connect(where)
+        floor = ("bm25 floor (bare sqlite3)", floor_ranker(conn))
+    else:
+        import psycopg
+
+        conn = psycopg.connect(where)
+        floor = ("ts_rank floor (bare psycopg)", pg_floor_ranker(conn))
     try:
         return [
-            evaluate("bm25 floor (bare sqlite3)", floor_ranker(conn), collection),
+            evaluate(floor[0], floor[1], collection),
             evaluate("keyword", keyword_ranker(ids), collection),
             evaluate("semantic", semantic_ranker(ids), collection),
             evaluate(hybrid_label(), hybrid_ranker(), collection),
@@ -464,6 +489,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit-queries", type=int, default=None, help="evaluate only the first N queries"
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="measure on this PostgreSQL database (in a schema bench_quality, made anew) "
+        "instead of a SQLite file under --workdir",
+    )
 
 
 def choose_embedder(name: str | None) -> embedders.Embedder:
@@ -474,10 +506,10 @@ def choose_embedder(name: str | None) -> embedders.Embedder:
 
 
 def evaluate_all(
-    collection: Collection, db_path: Path, embedder: embedders.Embedder, with_sweep: bool
+    collection: Collection, db: Any, where: Any, embedder: embedders.Embedder, with_sweep: bool
 ) -> dict[str, Any]:
     """Print the main table (and the sweep); returns the numbers for the results file."""
-    runs = main_runs(collection, db_path)
+    runs = main_runs(collection, db, where)
     print("\n".join(format_table(runs)))
     published = PUBLISHED_BM25.get(collection.name.lower())
     if published is not None:
@@ -512,6 +544,13 @@ def evaluate_all(
     return results
 
 
+def fresh_store(args: argparse.Namespace) -> Any:
+    """A new SQLite file under --workdir, or a new schema in the --db PostgreSQL database."""
+    if getattr(args, "db", None) is None:
+        return bench.fresh(Path(args.workdir) / "quality.sqlite")
+    return bench.fresh_schema(args.db, "bench_quality")
+
+
 def bench_quality(args: argparse.Namespace) -> None:
     """``bench.py quality``: ingest, evaluate, print the tables and write quality.json."""
     try:
@@ -527,8 +566,8 @@ def bench_quality(args: argparse.Namespace) -> None:
     library_log = logging.getLogger("ctx_models")
     log_level = library_log.level
     library_log.setLevel(logging.WARNING)
-    db_path = Path(args.workdir) / "quality.sqlite"
-    db = ctx_models.connect(bench.fresh(db_path))
+    where = fresh_store(args)
+    db = ctx_models.connect(where)
     try:
         ctx_models.run_migrations(db)
         print(f"ingesting {len(collection.documents):,} documents ...", flush=True)
@@ -544,12 +583,13 @@ def bench_quality(args: argparse.Namespace) -> None:
             f"{loaded['chunks']:,} chunks, {len(collection.queries):,} queries; "
             f"embedder {embedder.model}"
         )
-        numbers = evaluate_all(collection, db_path, embedder, args.sweep)
+        numbers = evaluate_all(collection, db, where, embedder, args.sweep)
     finally:
         db.close()
         library_log.setLevel(log_level)
     results = {
         "collection": collection.name,
+        "backend": "sqlite" if isinstance(where, Path) else "postgresql",
         "data": args.data,
         "documents": loaded["documents"],
         "chunks": loaded["chunks"],

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from peewee import Database
 
+from ..errors import DatabaseError
+
 __all__ = ["Backend", "Candidate", "KeywordAnswer", "VectorAnswer", "ChunkRow"]
 
 
@@ -160,8 +162,12 @@ class Backend(ABC):
         model: str | None,
         *,
         outer_transaction: bool,
+        exact: bool = True,
     ) -> VectorAnswer:
-        """The ``limit`` stored vectors of ``query``'s length closest to it (inside a snapshot)."""
+        """The ``limit`` stored vectors of ``query``'s length closest to it (inside a snapshot).
+
+        ``exact=False`` allows an approximate index where the engine has one.
+        """
 
     @abstractmethod
     def vector_size(self, model: str) -> int | None:
@@ -180,6 +186,17 @@ class Backend(ABC):
     @abstractmethod
     def integrity(self) -> Any:
         """The engine's side of :func:`ctx_models.integrity.check` (its own checks and repairs)."""
+
+    def build_hnsw_indexes(self) -> list[tuple[str, int]]:
+        """Build an HNSW index per stored vector size; returns (index name, size) pairs."""
+        raise DatabaseError(
+            f"{self.location}: HNSW indexes are for PostgreSQL; vector search here is exact, "
+            "from memory, and needs none"
+        )
+
+    def hnsw_recall(self, dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
+        """Recall@k of the approximate index of size ``dims`` against exact search."""
+        raise DatabaseError(f"{self.location}: no approximate vector index to measure")
 
     @abstractmethod
     def backup(self, target: Path) -> None:

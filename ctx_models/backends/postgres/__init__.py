@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DatabaseError, QuerySyntaxError
-from ...models import MODELS, ChunkFTS
+from ...models import MODELS, ChunkFTS, ChunkVector
 from ..base import Backend, ChunkRow, KeywordAnswer, VectorAnswer
 from . import bulk, keyword, schema, vectors
 from .connection import DRIVER_ERRORS, connect, redact, translate_errors
@@ -35,9 +35,6 @@ class PostgresBackend(Backend):
 
     name = "postgresql"
     driver_errors = DRIVER_ERRORS
-    #: ``exact`` (the default) scans every vector of the size; ``hnsw`` uses the HNSW
-    #: indexes ``ctx-models index --hnsw`` built, where there is one.
-    vector_search_mode = "exact"
 
     @property
     def location(self) -> str:
@@ -148,10 +145,10 @@ class PostgresBackend(Backend):
         model: str | None,
         *,
         outer_transaction: bool,
+        exact: bool = True,
     ) -> VectorAnswer:
         packed = query.astype("<f4").tobytes()
-        approximate = self.vector_search_mode == "hnsw"
-        return vectors.search(self.db, packed, limit, source, since, model, approximate=approximate)
+        return vectors.search(self.db, packed, limit, source, since, model, approximate=not exact)
 
     def vector_size(self, model: str) -> int | None:
         row = self.db.execute_sql(
@@ -171,6 +168,42 @@ class PostgresBackend(Backend):
 
     def integrity(self) -> PostgresIntegrity:
         return PostgresIntegrity(self.db)
+
+    def build_hnsw_indexes(self) -> list[tuple[str, int]]:
+        built = []
+        with self.write_transaction("index"):
+            for dims in vectors.lengths(self.db):
+                if dims > 2000:  # pgvector's HNSW limit for vector
+                    raise DatabaseError(
+                        f"vectors of {dims} dimensions are too long for pgvector's HNSW (2,000 "
+                        "at most); exact search serves them"
+                    )
+                built.append((vectors.create_hnsw(self.db, dims), dims))
+        return built
+
+    def hnsw_recall(self, dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
+        """Recall@k of the HNSW index against exact search, stored vectors as the queries.
+
+        What ``ctx-models index --hnsw`` reports: an approximate index's recall is
+        measured, never assumed. Returns (mean recall, queries used).
+        """
+        from ... import search
+
+        with self.read_snapshot("measure"):
+            sample = [
+                ChunkVector.embedding.python_value(stored)
+                for (stored,) in self.db.execute_sql(
+                    "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
+                    "ORDER BY random() LIMIT %s",
+                    (dims, queries),
+                ).fetchall()
+            ]
+        recalls = []
+        for query in sample:
+            exact = {c.chunk_id for c in search.vector_search(query, limit=k)}
+            approximate = {c.chunk_id for c in search.vector_search(query, limit=k, exact=False)}
+            recalls.append(len(exact & approximate) / max(1, len(exact)))
+        return (sum(recalls) / len(recalls) if recalls else 0.0), len(recalls)
 
     def backup(self, target: Path) -> None:
         raise DatabaseError(

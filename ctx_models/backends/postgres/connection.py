@@ -213,7 +213,9 @@ def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: A
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
-        raise ConfigError(f"{redact(url)}: {exc}; write postgresql://user@host:5432/dbname") from None
+        raise ConfigError(
+            f"{redact(url)} is not a valid URL ({exc}); write postgresql://user@host:5432/dbname"
+        ) from None
     query = dict(parse_qsl(parts.query))
     if not (parts.path.strip("/") or query.get("dbname")):
         raise ConfigError(

@@ -169,6 +169,7 @@ class SQLiteBackend(Backend):
         model: str | None,
         *,
         outer_transaction: bool,
+        exact: bool = True,
     ) -> VectorAnswer:
         from ... import snippets
 

@@ -10,13 +10,11 @@ raw FTS5 syntax passes through on request.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-import snowballstemmer
-
 from ... import snippets
+from ...stemming import stem as _stem
 from ...words import unique_words
 from ..base import Candidate, KeywordAnswer
 
@@ -75,25 +73,6 @@ _VOCAB_TERM = "SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?"
 _VOCAB_RANGE = "SELECT term, doc FROM temp.chunks_fts_vocab WHERE term >= ? AND term < ?"
 
 
-class _Stemmer:
-    """Snowball's English stemmer, with memory; one at a time (the stemmer keeps state)."""
-
-    def __init__(self) -> None:
-        self._stemmer = snowballstemmer.stemmer("english")
-        self._known: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, word: str) -> str:
-        stem = self._known.get(word)
-        if stem is None:
-            with self._lock:
-                stem = self._stemmer.stemWord(word)
-            if len(self._known) < 500_000:  # bounded on unbounded vocabularies
-                self._known[word] = stem
-        return stem
-
-
-_stem = _Stemmer()
 
 
 @dataclass(frozen=True)
