@@ -2,6 +2,10 @@
 
 Most runs are in-process (the ``run_cli`` fixture); a few are real subprocesses
 (``python -m ctx_models``) to see exactly what a user sees, tracebacks included.
+
+Naming the database (--db, a config's [db], $CTX_MODELS_DB), creating it, running init
+again and refusing a newer schema run on both backends; the default location, the ctx
+tool's files and damaged or wrong files are SQLite's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import ctx_tool
 import pytest
@@ -46,20 +53,79 @@ def run_module(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subp
     )
 
 
-def _user_version(path: Path) -> int:
-    conn = sqlite3.connect(str(path))
+@pytest.fixture
+def target(location) -> Iterator[Path | str]:
+    """The test's database (a SQLite path, or a PostgreSQL URL); the connection the CLI opened
+    is closed after the test, before the PostgreSQL schema is dropped."""
+    yield location
     try:
-        return conn.execute("PRAGMA user_version").fetchone()[0]
+        bound = ctx_models.bound_database()
+    except ctx_models.CtxModelsError:
+        return
+    bound.close()
+
+
+def _raw(where: Path | str) -> Any:
+    if isinstance(where, Path):
+        return sqlite3.connect(str(where))
+    import psycopg
+
+    return psycopg.connect(where, autocommit=True)
+
+
+def _query(where: Path | str, sql: str) -> list[tuple]:
+    conn = _raw(where)
+    try:
+        cursor = conn.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
     finally:
         conn.close()
 
 
-def _tables(path: Path) -> set[str]:
-    conn = sqlite3.connect(str(path))
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    finally:
-        conn.close()
+def _user_version(where: Path | str) -> int:
+    """The stamped schema version: SQLite's user_version, or the comment on PostgreSQL's documents."""
+    if isinstance(where, Path):
+        return _query(where, "PRAGMA user_version")[0][0]
+    (comment,), = _query(where, "SELECT obj_description(to_regclass('documents'), 'pg_class')")
+    found = re.fullmatch(r"ctx_models schema version (\d+)", comment or "")
+    return int(found.group(1)) if found else 0
+
+
+def _tables(where: Path | str) -> set[str]:
+    if isinstance(where, Path):
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    return {row[0] for row in _query(where, sql)}
+
+
+def _schema(where: Path | str) -> list[tuple]:
+    """Every object of the schema as stored; on PostgreSQL with its storage (relfilenode: a
+    rewritten table gets a new one), columns and comments."""
+    if isinstance(where, Path):
+        return _query(where, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    return _query(
+        where,
+        "SELECT c.relname, c.relkind, c.oid::bigint, c.relfilenode::bigint, "
+        "obj_description(c.oid, 'pg_class'), CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END "
+        "FROM pg_class AS c WHERE c.relnamespace = current_schema()::regnamespace ORDER BY c.relname",
+    ) + _query(
+        where,
+        "SELECT table_name, column_name, data_type, udt_name, column_default, is_nullable, "
+        "generation_expression FROM information_schema.columns WHERE table_schema = current_schema() "
+        "ORDER BY table_name, ordinal_position",
+    )
+
+
+def _shown(where: Path | str) -> str:
+    """How the CLI names the database: the path, or the URL with its password as ``***``."""
+    if isinstance(where, Path):
+        return str(where)
+    password = urlsplit(where).password
+    return where if password is None else where.replace(f":{password}@", ":***@", 1)
+
+
+CTX_TABLES = {"documents", "chunks", "checkpoints", "chunks_fts", "embeddings", "chunk_vectors"}
 
 
 def _digest(path: Path) -> str:
@@ -88,7 +154,7 @@ def test_init_creates_default_database(cwd, run_cli):
     assert "created" in out
     assert str(DEFAULT) in out
     assert re.search(rf"schema version {ctx_models.SCHEMA_VERSION}\b", out)
-    assert {"documents", "chunks", "checkpoints", "chunks_fts", "embeddings", "chunk_vectors"} <= _tables(path)
+    assert CTX_TABLES <= _tables(path)
     assert _user_version(path) == ctx_models.SCHEMA_VERSION
 
 
@@ -118,23 +184,49 @@ def test_init_on_ctx_tool_database_leaves_it_unstamped(cwd, run_cli):
     assert _user_version(path) == 0
 
 
-def test_init_with_db_option(cwd, run_cli):
-    path = cwd / "elsewhere" / "deep" / "my.sqlite"
-    code, out, err = run_cli("init", "--db", str(path))
+@pytest.mark.backends("sqlite", "postgres")
+def test_init_with_db_option(cwd, run_cli, backend, target):
+    where = cwd / "elsewhere" / "deep" / "my.sqlite" if backend == "sqlite" else target
+    assert not where.exists() if backend == "sqlite" else not _tables(where)
+    code, out, err = run_cli("init", "--db", str(where))
     assert code == 0, err
-    assert path.is_file()
-    assert "created" in out and str(path) in out
+    assert err == ""
+    assert out.splitlines() == [f"created {_shown(where)} (schema version {ctx_models.SCHEMA_VERSION})"]
+    if backend == "sqlite":
+        assert where.is_file()
+    assert CTX_TABLES <= _tables(where)
+    assert _user_version(where) == ctx_models.SCHEMA_VERSION
     assert not (cwd / DEFAULT).exists()
 
 
-def test_init_with_config_file(cwd, run_cli):
-    target = cwd / "from-config" / "ctx.sqlite"
+@pytest.mark.backends("sqlite", "postgres")
+def test_second_init_with_db_changes_nothing(cwd, run_cli, target):
+    assert run_cli("init", "--db", str(target))[0] == 0
+    before = _schema(target)
+    code, out, err = run_cli("init", "--db", str(target))
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"already up to date: {_shown(target)} (schema version {ctx_models.SCHEMA_VERSION})"
+    ]
+    assert _schema(target) == before
+    assert _user_version(target) == ctx_models.SCHEMA_VERSION
+
+
+@pytest.mark.backends("sqlite", "postgres")
+def test_init_with_config_file(cwd, run_cli, backend, target):
+    if backend == "sqlite":
+        target = cwd / "from-config" / "ctx.sqlite"
+        db = f'path = "{target.as_posix()}"'
+    else:
+        db = f'url = "{target}"'
     config = cwd / "ctx.toml"
-    config.write_text(f'[db]\npath = "{target.as_posix()}"\n\n[chunking]\nmax_tokens = 700\n', encoding="utf-8")
+    config.write_text(f'[db]\n{db}\n\n[chunking]\nmax_tokens = 700\n', encoding="utf-8")
     code, out, err = run_cli("init", "--config", str(config))
     assert code == 0, err
-    assert target.is_file()
-    assert str(target) in out
+    if backend == "sqlite":
+        assert target.is_file()
+    assert CTX_TABLES <= _tables(target)
+    assert out.splitlines() == [f"created {_shown(target)} (schema version {ctx_models.SCHEMA_VERSION})"]
     assert not (cwd / DEFAULT).exists()
 
 
@@ -149,13 +241,17 @@ def test_config_relative_path_is_relative_to_working_directory(cwd, run_cli):
     assert not (conf_dir / "data").exists()
 
 
-def test_init_with_environment_variable(cwd, run_cli, monkeypatch):
-    target = cwd / "env" / "ctx.sqlite"
+@pytest.mark.backends("sqlite", "postgres")
+def test_init_with_environment_variable(cwd, run_cli, monkeypatch, backend, target):
+    if backend == "sqlite":
+        target = cwd / "env" / "ctx.sqlite"
     monkeypatch.setenv("CTX_MODELS_DB", str(target))
     code, out, err = run_cli("init")
     assert code == 0, err
-    assert target.is_file()
-    assert str(target) in out
+    if backend == "sqlite":
+        assert target.is_file()
+    assert CTX_TABLES <= _tables(target)
+    assert out.splitlines() == [f"created {_shown(target)} (schema version {ctx_models.SCHEMA_VERSION})"]
     assert not (cwd / DEFAULT).exists()
 
 
@@ -268,6 +364,13 @@ ERROR_CASES = {
     "config-db-path-not-string": lambda cwd: ["--config", str(_write_config(cwd, "[db]\npath = 3\n"))],
     "config-not-toml": lambda cwd: ["--config", str(_write_config(cwd, "[db\npath = = 'x'\n"))],
     "config-is-a-directory": lambda cwd: ["--config", str(_directory(cwd))],
+    "config-db-url-not-postgres": lambda cwd: [
+        "--config", str(_write_config(cwd, '[db]\nurl = "mysql://user@host/db"\n'))
+    ],
+    "config-db-path-and-url": lambda cwd: [
+        "--config",
+        str(_write_config(cwd, '[db]\npath = "x.sqlite"\nurl = "postgresql://user@host/db"\n')),
+    ],
 }
 
 
@@ -298,7 +401,23 @@ EXPECTED_WORDS = {
     "config-db-path-not-string": r"config.*path",
     "config-not-toml": r"config.*TOML",
     "config-is-a-directory": r"config.*directory",
+    "config-db-url-not-postgres": r"config.*\[db\] url must be a postgresql:// URL",
+    "config-db-path-and-url": r"config.*both path and url",
 }
+
+
+@pytest.mark.backends("sqlite", "postgres")
+def test_newer_schema_version_is_refused_and_left_alone(cwd, run_cli, backend, target):
+    if backend == "sqlite":
+        target = _newer(cwd)
+    else:
+        assert run_cli("init", "--db", str(target))[0] == 0
+        _query(target, "COMMENT ON TABLE documents IS 'ctx_models schema version 99'")
+    before = _schema(target)
+    line = assert_one_line_error(*run_cli("init", "--db", str(target)))
+    assert re.search(r"\b99\b", line) and _shown(target) in line, line
+    assert _schema(target) == before
+    assert _user_version(target) == 99
 
 
 def test_env_path_that_is_a_directory_is_an_error(cwd, run_cli, monkeypatch):

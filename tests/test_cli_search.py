@@ -1,4 +1,7 @@
-"""`ctx-models search` on a database seeded by scripts/seed.py."""
+"""`ctx-models search` on a database seeded by scripts/seed.py, on both backends.
+
+Only the missing SQLite file is SQLite's alone.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,18 @@ import re
 import sqlite3
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import RawPostgres, _with_search_path
 
+import ctx_models
 from ctx_models import search
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[")
@@ -25,23 +35,62 @@ FIELDS = {"id", "title", "source", "source_id", "source_url", "updated_at", "sco
 SOURCES = {"filesystem:docs", "git:platform", "jira:ops", "notes:meetings"}
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cli-search") / "seeded.sqlite"
+def _seed(where: Path | str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("CTX_MODELS_DB", None)
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "seed.py"), "--db", str(path), "-q"],
+        [sys.executable, str(ROOT / "scripts" / "seed.py"), "--db", str(where), "-q"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    conn = sqlite3.connect(path)
+    conn: Any = sqlite3.connect(where) if isinstance(where, Path) else RawPostgres(where)
     try:
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] >= 20
         assert conn.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0] > 0
     finally:
         conn.close()
-    return path
+
+
+@pytest.fixture(scope="module")
+def seeded_stores(tmp_path_factory) -> Iterator[Callable[[str, str | None], Path | str]]:
+    """Each backend's store, seeded once per module when a test first asks for it: a SQLite
+    file, or a PostgreSQL schema (dropped at the end)."""
+    import psycopg
+
+    made: dict[str, Path | str] = {}
+    schemas: list[tuple[str, str]] = []
+
+    def get(backend: str, pg_url: str | None) -> Path | str:
+        if backend not in made:
+            if backend == "sqlite":
+                where: Path | str = tmp_path_factory.mktemp("cli-search") / "seeded.sqlite"
+            else:
+                assert pg_url is not None
+                schema = f"t_{uuid.uuid4().hex[:16]}"
+                with psycopg.connect(pg_url, autocommit=True) as conn:
+                    conn.execute(f"CREATE SCHEMA {schema}")
+                schemas.append((pg_url, schema))
+                where = _with_search_path(pg_url, schema)
+            _seed(where)
+            made[backend] = where
+        return made[backend]
+
+    yield get
+    for pg_url, schema in schemas:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def seeded(backend, seeded_stores, request) -> Iterator[Path | str]:
+    """The seeded store of the test's backend; the connection the CLI opened is closed after."""
+    pg_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    yield seeded_stores(backend, pg_url)
+    try:
+        bound = ctx_models.bound_database()
+    except ctx_models.CtxModelsError:
+        return
+    bound.close()
 
 
 @pytest.fixture
@@ -135,9 +184,6 @@ def test_json_has_search_result_fields(search_cli):
 
 
 def test_json_matches_library(search_cli, seeded):
-    import ctx_models
-    from ctx_models import search
-
     data = _json(search_cli, "kafka consumer lag", "--limit", "7")
     database = ctx_models.connect(seeded)
     try:
@@ -326,6 +372,7 @@ def test_the_failover_question_finds_the_runbook_first(search_cli):
     assert data[0]["source_id"] == "runbooks/postgres-failover.md"
 
 
+# SQLite only (it takes no backend): a file that is not there; test_postgres has the missing database.
 def test_missing_database_is_one_line_error(run_cli, tmp_path):
     code, out, err = run_cli("search", "postgres", "--db", str(tmp_path / "nope" / "missing.sqlite"))
     assert code != 0
