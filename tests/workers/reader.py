@@ -1,6 +1,6 @@
 """Reader process for test_concurrency: searches while a writer rewrites documents.
 
-    reader.py --db PATH --source S --docs N --ops K --seed R
+    reader.py --db PATH-OR-URL --source S --docs N --ops K --seed R
 
 Prints ``ready`` once connected and waits for ``go``. Runs K operations, in
 turn vector_search, keyword_search and hybrid_search, each inside one read
@@ -8,8 +8,10 @@ transaction in which it also checks, with plain SQL on the same snapshot,
 every document the search returned: chunk indexes 0..n-1, every chunk of the
 same version as the body and equal to chunk_text(body), one FTS row per chunk
 with the chunk's text, one vector of the right length per chunk. Vector
-results are compared with cosines computed from the snapshot's BLOBs, so a
-stale in-memory vector index shows up as a wrong score or a vanished row.
+results are compared with cosines computed from the snapshot's stored vectors,
+so a stale in-memory vector index (SQLite's) shows up as a wrong score or a
+vanished row. The read transaction is the backend's read snapshot: on
+PostgreSQL one REPEATABLE READ transaction.
 Prints ``first`` after the first operation. After the K operations it waits
 for ``final V`` and checks that every document is at version V through all
 three searches. Ends with one JSON line; exit status 0 only when no check
@@ -29,9 +31,11 @@ import workload
 
 import ctx_models
 from ctx_models import search
+from ctx_models.backends import backend_for
 from ctx_models.backends.sqlite.state import index_for
 from ctx_models.chunking import chunk_text
 from ctx_models.embedders import HashingEmbedder
+from ctx_models.models import ChunkVector
 
 VECTOR_K = 8
 SNIPPET_CHARS = 240
@@ -58,7 +62,12 @@ class Reader:
         self.documents_checked = 0
 
     def sql(self, query: str, params=()) -> list[tuple]:
-        return self.db.execute_sql(query, params).fetchall()
+        return self.db.execute_sql(query.replace("?", self.db.param), params).fetchall()
+
+    @staticmethod
+    def vector(stored) -> np.ndarray:
+        """A stored vector (SQLite's BLOB, pgvector's value) as float32, as the store reads it."""
+        return ChunkVector.embedding.python_value(stored)
 
     # ------------------------------------------------------------ per-document check
 
@@ -101,13 +110,16 @@ class Reader:
         expect(
             dict(fts) == {c[0]: c[2] for c in chunks}, f"{source_id}: FTS rows differ from chunks"
         )
-        vectors = self.sql(
-            "SELECT v.chunk_id, length(v.embedding), e.hash, e.dims FROM chunk_vectors AS v "
-            "JOIN embeddings AS e ON e.chunk_id = v.chunk_id WHERE v.document_id = ?",
-            (doc_id,),
-        )
+        vectors = [
+            (cid, self.vector(embedding).size, digest, dims)
+            for cid, embedding, digest, dims in self.sql(
+                "SELECT v.chunk_id, v.embedding, e.hash, e.dims FROM chunk_vectors AS v "
+                "JOIN embeddings AS e ON e.chunk_id = v.chunk_id WHERE v.document_id = ?",
+                (doc_id,),
+            )
+        ]
         expect(
-            sorted((cid, 4 * workload.DIMS, digest, workload.DIMS) for cid, _, _, digest in chunks)
+            sorted((cid, workload.DIMS, digest, workload.DIMS) for cid, _, _, digest in chunks)
             == sorted(vectors),
             f"{source_id}: vectors/embeddings do not match its chunks",
         )
@@ -123,11 +135,9 @@ class Reader:
     def vector_op(self, doc: int) -> None:
         query = self.query_vector(doc)
         results = search.vector_search(query, limit=VECTOR_K)
-        # Every vector in this snapshot, scored here from the BLOBs.
+        # Every vector in this snapshot, scored here from the stored values.
         stored = self.sql("SELECT chunk_id, embedding FROM chunk_vectors")
-        matrix = np.frombuffer(b"".join(blob for _, blob in stored), dtype="<f4").reshape(
-            len(stored), -1
-        )
+        matrix = np.stack([self.vector(embedding) for _, embedding in stored])
         norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
         cosines = {
             cid: float(s)
@@ -150,7 +160,7 @@ class Reader:
             )
             expect(
                 abs(cosines[r.chunk_id] - r.score) < 1e-5,
-                f"score of {r.chunk_id} differs from its BLOB's",
+                f"score of {r.chunk_id} differs from its stored vector's",
             )
             text, document_id = self.sql(
                 "SELECT text, document_id FROM chunks WHERE id = ?", (r.chunk_id,)
@@ -202,13 +212,13 @@ class Reader:
     def run(self, number: int) -> str:
         kind = ("vector", "keyword", "hybrid")[number % 3]
         doc = self.rng.randrange(self.docs)
-        with self.db.atomic():  # one snapshot for the search and its checks
+        with backend_for(self.db).read_snapshot():  # one snapshot for the search and its checks
             getattr(self, f"{kind}_op")(doc)
         return kind
 
     def final(self, version: int) -> None:
         """After the writer is done: every document, through every search, is at ``version``."""
-        with self.db.atomic():
+        with backend_for(self.db).read_snapshot():
             for doc in range(self.docs):
                 target = workload.paragraph(doc, version, 0)
                 results = search.vector_search(self.embedder.embed([target])[0], limit=1)
@@ -287,7 +297,11 @@ def main() -> int:
         versions_seen=sorted(reader.versions),
         vector_versions_seen=sorted(reader.vector_versions),
         documents_checked=reader.documents_checked,
-        index_builds=index_for(db, db.connection()).builds,
+        # SQLite's in-memory vector index, rebuilt when other processes commit (PostgreSQL
+        # searches in SQL and keeps no index of its own).
+        index_builds=(
+            index_for(db, db.connection()).builds if backend_for(db).name == "sqlite" else None
+        ),
     )
     result["violations"] = result["violations"][:10]
     result["errors"] = result["errors"][:5]

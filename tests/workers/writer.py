@@ -1,6 +1,6 @@
 """Writer process for test_concurrency: rewrites a fixed set of documents, version after version.
 
-    writer.py --db PATH --source S --docs N --first-version A --last-version B [--batch-size K]
+    writer.py --db PATH-OR-URL --source S --docs N --first-version A --last-version B [--batch-size K]
 
 Prints ``ready`` once connected, waits for ``go`` on stdin, then for each
 version A..B ingests documents 0..N-1 of that version (workload.item) with the

@@ -118,13 +118,14 @@ EXPECTED_COLUMNS = {
                    "hash": "text"},
     "chunk_vectors": {"chunk_id": "text", "document_id": "text", "embedding": "vector"},
 }
-NAMED_INDEXES = (
-    "idx_chunks_document_id",
-    "idx_documents_source",
-    "idx_documents_updated_at",
-    "idx_chunk_vectors_document_id",
-    *EXTRA_INDEXES,
-)
+#: Index -> its table (a problem names both, as SQLite's check does).
+NAMED_INDEXES = {
+    "idx_chunks_document_id": "chunks",
+    "idx_documents_source": "documents",
+    "idx_documents_updated_at": "documents",
+    "idx_chunk_vectors_document_id": "chunk_vectors",
+    **{name: ddl.split(" ON ", 1)[1].split()[0] for name, ddl in EXTRA_INDEXES.items()},
+}
 
 
 def schema_problems(db: Any) -> list[str]:
@@ -149,7 +150,7 @@ def schema_problems(db: Any) -> list[str]:
             elif have[column] != kind:
                 problems.append(f"{table}: column {column} is {have[column]}, expected {kind}")
     names = object_names(db)
-    for index in NAMED_INDEXES:
+    for index, table in NAMED_INDEXES.items():
         if index not in names:
-            problems.append(f"index {index} is missing")
+            problems.append(f"{table}: index {index} is missing")
     return problems
