@@ -3,6 +3,7 @@
 
     python scripts/bench.py ingest [--docs 10000]
     python scripts/bench.py search [--large]
+    python scripts/bench.py backends --db URL [--chunks 100000]
 
 ``ingest``: 10,000 synthetic documents x 10 chunks through ``store.ingest_many``,
 first without vectors, then with 384-dim vectors; the floor loads the same
@@ -14,6 +15,14 @@ with the same schema and settings.
 against a per-query scan done the ``ctx`` tool's way, and cold; keyword search
 against the same SQL through bare ``sqlite3``; hybrid search p50; the memory
 of the vector index against the raw matrix.
+
+``backends`` (``bench_backends.py``): PostgreSQL beside SQLite on one corpus of
+100,000 one-chunk English documents with vectors: ingest against a floor on
+each (sqlite3 ``executemany``; psycopg COPY), exact and HNSW vector top-80
+with HNSW's recall, the in-memory alternative to pgvector's scan, keyword
+p50/p95 and hybrid p50, in one table.
+
+``quality`` (``bench_quality.py``): nDCG@10 and Recall@100 on a BEIR collection.
 
 Goals are printed beside the numbers. Nothing here is asserted by the tests.
 """
@@ -682,11 +691,15 @@ def main() -> int:
         "(default: the demo corpus)",
     )
     p.set_defaults(run=bench_search)
-    import bench_quality  # scripts/ is on sys.path when this file is run
+    import bench_backends  # scripts/ is on sys.path when this file is run
+    import bench_quality
 
     p = commands.add_parser("quality", help="nDCG@10 and Recall@100, BEIR data or the demo")
     bench_quality.add_arguments(p)
     p.set_defaults(run=bench_quality.bench_quality)
+    p = commands.add_parser("backends", help="PostgreSQL beside SQLite: ingest and search")
+    bench_backends.add_arguments(p)
+    p.set_defaults(run=bench_backends.bench_backends)
     args = parser.parse_args()
     args.run(args)
     return 0
