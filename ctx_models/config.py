@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from .backends.postgres.connection import is_url, redact
+from .backends.urls import is_url, redact
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_DB_PATH", "ENV_VAR", "resolve_database", "database_from_config", "display"]

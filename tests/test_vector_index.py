@@ -20,6 +20,7 @@ import pytest
 import ctx_models
 from ctx_models import integrity, search, store
 from ctx_models.backends.sqlite.state import index_for
+from ctx_models.backends.sqlite import vectors as vectors_module
 from ctx_models.backends.sqlite.vectors import VectorIndex
 from ctx_models.errors import (
     CorruptValueError,
@@ -450,14 +451,33 @@ def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stor
     assert search.vector_search(query, limit=1)[0].document_id == ids[2]
 
 
-def test_build_restores_the_connections_mmap_size(db, embedder):
+def test_build_restores_the_connections_cache_size(db, embedder, monkeypatch):
+    """The build scans with a small page cache and gives the connection its own back, also on error."""
     _seed_hashing(embedder)
-    db.execute_sql("PRAGMA mmap_size = 65536")
+    db.execute_sql("PRAGMA cache_size = -12345")
+    seen = []
+    real = vectors_module._read_groups
+
+    def spy(conn):
+        seen.append(conn.execute("PRAGMA cache_size").fetchone()[0])
+        return real(conn)
+
+    monkeypatch.setattr(vectors_module, "_read_groups", spy)
     index = _index(db)
     builds = index.builds
     search.vector_search(embedder.embed(["topic1"])[0], limit=3)
     assert index.builds == builds + 1
-    assert db.execute_sql("PRAGMA mmap_size").fetchone()[0] == 65536
+    assert seen == [-vectors_module._SCAN_CACHE_KIB]
+    assert db.execute_sql("PRAGMA cache_size").fetchone()[0] == -12345
+
+    def broken(conn):
+        raise CorruptValueError("broken on purpose")
+
+    monkeypatch.setattr(vectors_module, "_read_groups", broken)
+    index.invalidate()
+    with pytest.raises(CorruptValueError):
+        search.vector_search(embedder.embed(["topic1"])[0], limit=3)
+    assert db.execute_sql("PRAGMA cache_size").fetchone()[0] == -12345
 
 
 def test_huge_finite_stored_vector_is_normalised_not_refused(db, db_path, embedder):

@@ -18,6 +18,7 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from ..errors import DatabaseError
 from .base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
+from .urls import is_url
 
 __all__ = [
     "Backend",
@@ -43,8 +44,6 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
     ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
     and ``check_version``; see each backend's ``connect``.
     """
-    from .postgres.connection import is_url
-
     if is_url(target):
         from .postgres.connection import connect as connect_postgres
 
@@ -52,13 +51,6 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
     from .sqlite.connection import connect as connect_sqlite
 
     return connect_sqlite(target, **options)
-
-
-def is_url(target: Any) -> bool:
-    """True when ``target`` names a PostgreSQL database (``postgresql://...``)."""
-    from .postgres.connection import is_url as is_postgres_url
-
-    return is_postgres_url(target)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

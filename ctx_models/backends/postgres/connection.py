@@ -12,19 +12,19 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
 from ...errors import ConfigError, DatabaseError, NotADatabaseError
 from ...fields import PackedVector
 from ...models import bind
+from ..urls import SCHEMES, is_url, redact
 
 __all__ = ["connect", "is_url", "redact", "translate_errors", "PostgresDatabase", "DRIVER_ERRORS"]
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("postgresql", "postgres")
 INSTALL_HINT = "pip install 'ctx-models[postgres]'"
 
 try:
@@ -42,20 +42,6 @@ else:
     import peewee
 
     DRIVER_ERRORS = (psycopg.Error, peewee.DatabaseError, peewee.InterfaceError)
-
-
-def is_url(target: Any) -> bool:
-    """True for ``postgresql://...`` (or ``postgres://``) text."""
-    return isinstance(target, str) and target.split("://", 1)[0].lower() in SCHEMES and "://" in target
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --------------------------------------------------------------------------- vectors on the wire
