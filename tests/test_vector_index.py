@@ -19,8 +19,8 @@ import pytest
 
 import ctx_models
 from ctx_models import integrity, search, store
-from ctx_models.backends.sqlite.state import index_for
 from ctx_models.backends.sqlite import vectors as vectors_module
+from ctx_models.backends.sqlite.state import index_for
 from ctx_models.backends.sqlite.vectors import VectorIndex
 from ctx_models.errors import (
     CorruptValueError,
