@@ -6,6 +6,8 @@ import doctest
 import importlib
 import io
 import re
+import shlex
+import sqlite3
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -87,3 +89,53 @@ def test_module_doctests(module: str, tmp_path: Path, monkeypatch: pytest.Monkey
 def test_py_typed_marker_ships() -> None:
     assert (ROOT / "ctx_models" / "py.typed").exists()
     assert "py.typed" in (ROOT / "setup.cfg").read_text()
+
+
+def _postgres_walkthrough() -> list[str]:
+    section = README.split("PostgreSQL\n----------", 1)[1].split("The schema on PostgreSQL", 1)[0]
+    blocks = re.findall(r"\.\. code-block:: shell\n\n((?:    .*\n)+)", section)
+    walkthrough = next(b for b in blocks if "export CTX_MODELS_DB=" in b)
+    return [line.strip() for line in walkthrough.splitlines() if line.strip()]
+
+
+def _contract_rows(path: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = ("documents", "chunks", "checkpoints", "embeddings", "chunk_vectors")
+        rows = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+        rows["chunks_fts"] = sorted(conn.execute("SELECT chunk_id, document_id, text FROM chunks_fts"))
+        return rows
+    finally:
+        conn.close()
+
+
+@pytest.mark.backends("postgres")
+def test_readme_postgres_walkthrough_runs(
+    location: str, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's PostgreSQL commands, as written, against a fresh schema of the test server."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("seed", "--db", ".ctx/data/ctx.sqlite")  # the quick start's store
+    assert code == 0, err
+    lines = _postgres_walkthrough()
+    assert lines[0].startswith("export CTX_MODELS_DB=")
+    monkeypatch.setenv("CTX_MODELS_DB", location)
+    outputs = []
+    try:
+        for line in lines[1:]:
+            argv = shlex.split(line.replace('"$CTX_MODELS_DB"', shlex.quote(location)))
+            assert argv[0] == "ctx-models", line
+            code, out, err = run_cli(*argv[1:])
+            assert code == 0, f"{line}: {err}"
+            outputs.append((line, out))
+    finally:
+        import ctx_models
+
+        ctx_models.bound_database().close()
+    inits = [out for line, out in outputs if line == "ctx-models init"]
+    assert "created" in inits[0] and "already up to date" in inits[1]
+    for line, out in outputs:
+        if line.startswith("ctx-models search"):
+            assert "runbooks/postgres-failover.md" in out.splitlines()[1], (line, out)  # first hit
+    # SQLite -> PostgreSQL -> SQLite, with a seed in between that found nothing to do.
+    assert _contract_rows(tmp_path / "moved.sqlite") == _contract_rows(tmp_path / ".ctx/data/ctx.sqlite")
