@@ -408,16 +408,17 @@ def vector_search(
         if vector is None:
             log.info("vector search found nothing: %s", note)
             return []
-        lengths = backend.vector_lengths(outer_transaction=outer)
-        if len(vector) not in lengths:
-            log.info(
-                "vector search: no stored vector has the query's length %d (stored: %s)",
-                len(vector), lengths,
-            )
-            return []
-        return backend.vector_search(
+        answer = backend.vector_search(
             vector, limit, source, since, model, outer_transaction=outer, exact=exact
-        ).candidates
+        )
+        if not answer.candidates:
+            lengths = backend.vector_lengths(outer_transaction=outer)
+            if len(vector) not in lengths:
+                log.info(
+                    "vector search: no stored vector has the query's length %d (stored: %s)",
+                    len(vector), lengths,
+                )
+        return answer.candidates
 
 
 # --------------------------------------------------------------------------- hybrid

@@ -9,6 +9,7 @@ notices when other processes commit.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,13 @@ _WINNERS_SQL = (
     "SELECT cv.rowid, c.id, c.document_id, substr(c.text, 1, ?) "
     "FROM chunk_vectors AS cv JOIN chunks AS c ON c.id = cv.chunk_id WHERE cv.rowid IN ({params})"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _winners_sql(count: int) -> str:
+    return _WINNERS_SQL.format(params=", ".join("?" * count))
+
+
 _CHUNK_INSERT = BulkInsert(
     Chunk, (Chunk.id, Chunk.document, Chunk.chunk_index, Chunk.text, Chunk.hash)
 )
@@ -177,7 +185,7 @@ class SQLiteBackend(Backend):
         hits = state.vectors.search(query, limit, source=source, since=since, model=model)
         if not hits:
             return VectorAnswer([], hits.searched, hits.spread)
-        sql = _WINNERS_SQL.format(params=", ".join("?" * len(hits)))
+        sql = _winners_sql(len(hits))
         params = [snippets.VECTOR_CHARS + 1, *(rowid for rowid, _ in hits)]
         found = {row[0]: row for row in conn.execute(sql, params).fetchall()}
         # A winner missing here was deleted since the index was built: never return it.
