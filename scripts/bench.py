@@ -2,19 +2,23 @@
 """Speed of ctx_models against a baseline measured in the same run; prints ratios, writes JSON.
 
     python scripts/bench.py ingest [--docs 10000]
-    python scripts/bench.py search [--large]
+    python scripts/bench.py search [--large] [--text DIR]
     python scripts/bench.py backends --db URL [--chunks 100000]
+    python scripts/bench.py quality [--data DIR] [--db URL]
 
 ``ingest``: 10,000 synthetic documents x 10 chunks through ``store.ingest_many``,
 first without vectors, then with 384-dim vectors; the floor loads the same
 rows with the standard library's ``sqlite3.executemany`` into a fresh database
-with the same schema and settings.
+with the same schema and settings; sqlite-vec (through apsw, the ``bench``
+extra) loads the same rows into a chunks table, an FTS5 index and a vec0 table.
 
 ``search``: corpora of 5,000 and 100,000 chunks x 384 dims (and 1,000,000 with
 ``--large``): vector search warm against a bare ``matrix @ q`` + ``argpartition``,
-against a per-query scan done the ``ctx`` tool's way, and cold; keyword search
-against the same SQL through bare ``sqlite3``; hybrid search p50; the memory
-of the vector index against the raw matrix.
+against a per-query scan done the ``ctx`` tool's way, and cold (open + first
+query in a new process); the peak memory of the index build in a new process
+against the matrix; sqlite-vec's vec0 warm and cold beside it when installed;
+keyword search against the same SQL through bare ``sqlite3``; hybrid search
+p50.
 
 ``backends`` (``bench_backends.py``): PostgreSQL beside SQLite on one corpus of
 100,000 one-chunk English documents with vectors: ingest against a floor on

@@ -5,8 +5,11 @@
 
 One corpus for both backends: ``--chunks`` one-chunk documents of English
 (``bench.english_chunks``: sentences of the demo corpus, or of the BEIR
-collection ``--text DIR``), each with a random 384-dim float32 vector handed
-over by a lookup embedder, so no embedding model is timed.
+collection ``--text DIR``), each with a 384-dim float32 vector handed over by
+a lookup embedder, so no embedding model is timed. The vectors are shaped like
+embeddings (``LATENT_DIMS`` directions of variation, projected to 384, plus
+noise): on uniformly random vectors no approximate index finds neighbours,
+so HNSW recall would say nothing about real use.
 
 ``ingest``: ``store.ingest_many`` (batches of 500) into a new SQLite file and a
 new PostgreSQL schema, each against a floor measured in the same run into the

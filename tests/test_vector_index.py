@@ -165,6 +165,19 @@ def test_vector_search_equals_brute_force(corpus):
                 assert hit.document_id == corpus.doc_of[hit.chunk_id]
 
 
+@pytest.mark.parametrize("k", [1, 3, 80, 199, 200, 250])
+@pytest.mark.parametrize("levels", [1, 2, 5, 50])
+def test_top_k_is_best_first_then_smallest_rowid_under_ties(k, levels):
+    # Few distinct scores, so many rows tie with the k-th best; rowids shuffled so
+    # the smallest are not simply the first positions.
+    rng = np.random.default_rng(k * 100 + levels)
+    scores = rng.integers(0, levels, 200).astype(np.float32)
+    rowids = rng.permutation(10_000)[:200].astype(np.int64)
+    top = vectors_module._top_k(scores, rowids, k)
+    expected = sorted(range(200), key=lambda i: (-scores[i], rowids[i]))[:k]
+    assert top.tolist() == expected
+
+
 def test_vector_search_accepts_list_and_float64_query(corpus):
     query = np.random.default_rng(5).standard_normal(DIMS)
     as_array = search.vector_search(query.astype(np.float32), limit=25)

@@ -44,7 +44,8 @@ def _stored_rows(db: Database, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
         by_source.setdefault(source, []).append(source_id)
     for source, source_ids in by_source.items():
         for batch in chunked(source_ids, writes.IN_BATCH):
-            sql = _stored_rows_sql(type(db), len(batch))
+            # A class is hashable; mypy reads peewee's instance __hash__ as the class's.
+            sql = _stored_rows_sql(type(db), len(batch))  # type: ignore[arg-type]
             for row in db.execute_sql(sql, [source, *batch]):
                 found[(row[0], row[1])] = row[2:]
     return found

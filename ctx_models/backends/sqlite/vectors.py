@@ -391,12 +391,21 @@ def _top_k(scores: np.ndarray, rowids: np.ndarray, k: int) -> np.ndarray:
     """Indexes of the ``k`` best scores, best first; equal scores in rowid order."""
     n = len(scores)
     if k < n:
-        part = np.argpartition(scores, n - k)[n - k :]
+        # The k smallest of the negated scores, not the k largest of the scores:
+        # numpy's selection near the end of an array with many equal values (the
+        # zeros of sparse vectors) took 40-90 ms at 1,000,000 vectors, this 4 ms.
+        part = np.argpartition(-scores, k - 1)[:k]
         threshold = scores[part].min()
-        # Take every row tied with the k-th best so the tie-break below is exact.
-        tied_or_better = scores >= threshold
-        if np.count_nonzero(tied_or_better) > k:
-            part = np.flatnonzero(tied_or_better)
+        if np.count_nonzero(scores >= threshold) > k:
+            # More rows tie with the k-th best than there is room for (duplicate
+            # chunks do that): every better row, then the tied rows with the
+            # smallest rowids.
+            better = np.flatnonzero(scores > threshold)
+            tied = np.flatnonzero(scores == threshold)
+            room = k - len(better)  # at least 1: the threshold is among the k best
+            if room < len(tied):
+                tied = tied[np.argpartition(rowids[tied], room - 1)[:room]]
+            part = np.concatenate([better, tied])
     else:
         part = np.arange(n)
     order = np.lexsort((rowids[part], -scores[part]))
