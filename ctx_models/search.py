@@ -625,4 +625,3 @@ def _rank(
             )
         )
     return results
-

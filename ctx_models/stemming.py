@@ -34,4 +34,5 @@ class _Stemmer:
                 self._known[word] = stem
         return stem
 
+
 stem = _Stemmer()

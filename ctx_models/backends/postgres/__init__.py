@@ -122,9 +122,10 @@ class PostgresBackend(Backend):
         match: str,
         outer_transaction: bool,
     ) -> KeywordAnswer:
+        statistics = keyword.ColumnStatistics(self.db)
         try:
             with self.db.atomic():  # a savepoint: a syntax error leaves the snapshot usable
-                answer = keyword.plan(self.db, text, match, raw)
+                answer = keyword.plan(self.db, text, match, raw, statistics)
         except DRIVER_ERRORS as exc:
             if raw and _sqlstate(exc) in ("42601", "22023"):
                 raise QuerySyntaxError(
@@ -133,7 +134,9 @@ class PostgresBackend(Backend):
                 ) from exc
             raise
         if answer.expression:
-            answer.candidates = keyword.run(self.db, answer.expression, limit, source, since)
+            answer.candidates = keyword.run(
+                self.db, answer.expression, limit, source, since, statistics
+            )
         return answer
 
     def vector_search(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import cached_property
 from typing import Any
 
 from ... import snippets
@@ -31,7 +32,7 @@ from ...stemming import stem
 from ...words import unique_words
 from ..base import Candidate, KeywordAnswer
 
-__all__ = ["plan", "run"]
+__all__ = ["ColumnStatistics", "plan", "run"]
 
 COMMON_FRACTION = 0.5
 SPEED_FRACTION = 0.2
@@ -49,14 +50,30 @@ _CHUNKS = (
     "ELSE (SELECT count(*) FROM chunks_fts) END FROM pg_class AS c "
     "WHERE c.oid = 'chunks_fts'::regclass"
 )
-
-
 FIRST_PASS = 300
-# ts_rank's normalization 1 divides by 1 + the log of the chunk's length: of two chunks
-# holding the same words, the shorter ranks first, as in BM25.
 
 
-def plan(db: Any, text: str, match: str, raw: bool) -> KeywordAnswer:
+class ColumnStatistics:
+    """What ANALYZE knows of ``chunks_fts.tsv``, read at most once per search: the plan
+    (which words are too common) and the ranking (IDF) share it."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    @cached_property
+    def shares(self) -> dict[str, float]:
+        """The share of chunks holding each common lexeme ({} before the first ANALYZE)."""
+        row = self._db.execute_sql(_FREQUENCIES).fetchone()
+        return dict(zip(row[0], row[1], strict=False)) if row is not None and row[0] else {}
+
+    @cached_property
+    def chunks(self) -> int:
+        return int(self._db.execute_sql(_CHUNKS).fetchone()[0])
+
+
+def plan(
+    db: Any, text: str, match: str, raw: bool, statistics: ColumnStatistics
+) -> KeywordAnswer:
     """The question's lexemes as a tsquery (its text form), and which words counted."""
     if raw:
         row = db.execute_sql("SELECT to_tsquery('english', %s)::text", (text,)).fetchone()
@@ -74,17 +91,10 @@ def plan(db: Any, text: str, match: str, raw: bool) -> KeywordAnswer:
         used = [w for w in words if w in lexemes]
         expression = " & ".join(f"({lexemes[w]})" for w in used)
         return KeywordAnswer([], expression, used=used, dropped=stop_words)
-    common = _too_common(db, lexemes)
+    common = _too_common(lexemes, statistics)
     used = [w for w in words if w in lexemes and w not in common]
     expression = " | ".join(dict.fromkeys(f"({lexemes[w]})" for w in used))
     return KeywordAnswer([], expression, used=used, dropped=stop_words + common)
-
-
-def _statistics(db: Any) -> tuple[dict[str, float], int]:
-    """The share of chunks holding each common lexeme (from ANALYZE), and the chunk count."""
-    row = db.execute_sql(_FREQUENCIES).fetchone()
-    shares = dict(zip(row[0], row[1], strict=False)) if row is not None and row[0] else {}
-    return shares, int(db.execute_sql(_CHUNKS).fetchone()[0])
 
 
 def _lexemes_of(group: str) -> list[str]:
@@ -92,9 +102,9 @@ def _lexemes_of(group: str) -> list[str]:
     return [part.strip(" ()'") for part in group.split("&")]
 
 
-def _too_common(db: Any, lexemes: dict[str, str]) -> list[str]:
+def _too_common(lexemes: dict[str, str], statistics: ColumnStatistics) -> list[str]:
     """Words whose lexeme is in so many chunks that it cannot change the order (or costs too much)."""
-    shares, chunks = _statistics(db)
+    shares = statistics.shares
     if not shares:
         return []  # not analyzed yet: a small or new table, cheap to rank whole
 
@@ -107,6 +117,7 @@ def _too_common(db: Any, lexemes: dict[str, str]) -> list[str]:
     kept = [w for w in words if w not in dropped]
     if not kept:
         return []
+    chunks = statistics.chunks
     scored = sum(share(lexemes[w]) for w in kept) * chunks
     for word in kept[:-1]:
         if scored <= ROW_BUDGET or share(lexemes[word]) <= SPEED_FRACTION:
@@ -116,13 +127,13 @@ def _too_common(db: Any, lexemes: dict[str, str]) -> list[str]:
     return dropped
 
 
-def _idf(db: Any, groups: list[str]) -> list[float]:
+def _idf(db: Any, groups: list[str], statistics: ColumnStatistics) -> list[float]:
     """BM25's IDF of each word's tsquery: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6.
 
     n is taken from the column's statistics for a common lexeme, and counted
     through the GIN index for the others (which are rare, so the count is quick).
     """
-    shares, chunks = _statistics(db)
+    shares, chunks = statistics.shares, statistics.chunks
     weights = []
     for group in groups:
         known = [shares[lex] for lex in _lexemes_of(group) if lex in shares]
@@ -137,7 +148,12 @@ def _idf(db: Any, groups: list[str]) -> list[float]:
 
 
 def run(
-    db: Any, expression: str, limit: int, source: str | None, since: int | None
+    db: Any,
+    expression: str,
+    limit: int,
+    source: str | None,
+    since: int | None,
+    statistics: ColumnStatistics,
 ) -> list[Candidate]:
     """The best ``limit`` chunks for a tsquery, with FTS5-like snippets."""
     # "(a) | (b & c)": one group per word, each a tsquery of its own (no "|" inside one).
@@ -154,12 +170,14 @@ def run(
         params.append(since)
     first = (
         "WITH q AS (SELECT %s::tsquery AS query), "
+        # ts_rank's normalization 1 divides by 1 + the log of the chunk's length: of two
+        # chunks holding the same words, the shorter ranks first, as in BM25.
         "c AS (SELECT f.chunk_id, f.document_id, f.tsv, ts_rank(f.tsv, q.query, 1) AS rank "
         f"FROM chunks_fts AS f CROSS JOIN q{joins} WHERE f.tsv @@ q.query{filters} "
         "ORDER BY rank DESC, f.chunk_id LIMIT %s), "
     )
     if len(groups) > 1:
-        weights = _idf(db, groups)
+        weights = _idf(db, groups, statistics)
         score = " + ".join("%s * ts_rank(c.tsv, %s::tsquery, 1)" for _ in groups)
         params += [max(FIRST_PASS, 4 * limit)]
         params += [value for pair in zip(weights, groups, strict=True) for value in pair]

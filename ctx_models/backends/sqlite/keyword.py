@@ -73,8 +73,6 @@ _VOCAB_TERM = "SELECT doc FROM temp.chunks_fts_vocab WHERE term = ?"
 _VOCAB_RANGE = "SELECT term, doc FROM temp.chunks_fts_vocab WHERE term >= ? AND term < ?"
 
 
-
-
 @dataclass(frozen=True)
 class Term:
     """One word of a question as FTS5 searches it."""
