@@ -79,14 +79,19 @@ def fresh(path: Path) -> Path:
 
 def fresh_schema(url: str, schema: str) -> str:
     """``url`` pointed at a new, empty schema of that name (dropped first if it exists)."""
-    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return schema_url(url, schema)
+
+
+def schema_url(url: str, schema: str) -> str:
+    """``url`` pointed at the schema ``schema`` (its search_path), which must exist."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     query["options"] = f"-c search_path={schema},public"

@@ -161,16 +161,6 @@ class Corpus:
 # --------------------------------------------------------------------------- PostgreSQL helpers
 
 
-def schema_url(url: str, schema: str) -> str:
-    """``url`` pointed at the schema ``schema`` (as ``bench.fresh_schema`` does, without the drop)."""
-    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"-c search_path={schema},public"
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-
-
 def pg(url: str, **options: Any) -> Any:
     import psycopg
 
@@ -384,12 +374,12 @@ def postgres_corpus(args: argparse.Namespace, corpus: Corpus, ingested: bool) ->
     schema = f"bench_backends_{len(corpus.items)}_{corpus.tag}"
     marker = f"bench corpus: {len(corpus.items)} chunks of {corpus.tag}, ready"
     if schema_comment(args.db, schema) == marker:
-        return schema_url(args.db, schema)
+        return bench.schema_url(args.db, schema)
     drop_schema(args.db, schema)
     if ingested:
         with pg(args.db) as conn:
             conn.execute(f"ALTER SCHEMA bench_backends_ours RENAME TO {schema}")
-        url = schema_url(args.db, schema)
+        url = bench.schema_url(args.db, schema)
     else:
         print(f"building the PostgreSQL corpus ({len(corpus.items):,} chunks) ...", flush=True)
         url = bench.fresh_schema(args.db, schema)
@@ -718,7 +708,7 @@ def print_table(result: dict) -> None:
     ]
     print()
     print(
-        f"{n:,} one-chunk documents of English ({result['text']}), {DIMS}-dim random vectors; "
+        f"{n:,} one-chunk documents of English ({result['text']}), {DIMS}-dim embedding-like vectors; "
         f"{QUERIES} query vectors, {QUESTIONS} questions x {result['rounds']} rounds; "
         f"load average {result['load_average_at_start'][0]:.1f} at the start, "
         f"{result['load_average_at_end'][0]:.1f} at the end ({os.cpu_count()} CPUs)"

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench
+
 PEER_SCHEMA = (
     "CREATE TABLE chunks (id TEXT PRIMARY KEY, document_id TEXT NOT NULL, "
     "chunk_index INTEGER NOT NULL, text TEXT NOT NULL, hash TEXT NOT NULL)",
@@ -53,9 +55,7 @@ def load_sqlite_vec(path: Path, batches: list[dict[str, list[tuple]]], dims: int
     import apsw
     import sqlite_vec
 
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    conn = _connect(str(path), apsw, sqlite_vec)
+    conn = _connect(str(bench.fresh(path)), apsw, sqlite_vec)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -65536")
@@ -98,9 +98,7 @@ def copy_vectors_to_sqlite_vec(source: Path, target: Path, dims: int) -> Path:
     marker = target.with_suffix(".done")
     if target.exists() and marker.exists():
         return target
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(target) + suffix).unlink(missing_ok=True)
-    conn = _connect(str(target), apsw, sqlite_vec)
+    conn = _connect(str(bench.fresh(target)), apsw, sqlite_vec)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(
         f"CREATE VIRTUAL TABLE chunk_vectors USING vec0(embedding float[{dims}] distance_metric=cosine)"
