@@ -11,8 +11,7 @@ PostgreSQL backend marks matches in snippets with them (PostgreSQL's own
 from __future__ import annotations
 
 import threading
-
-import snowballstemmer
+from typing import Any
 
 __all__ = ["stem"]
 
@@ -21,7 +20,7 @@ class _Stemmer:
     """Snowball's English stemmer, with memory; one at a time (the stemmer keeps state)."""
 
     def __init__(self) -> None:
-        self._stemmer = snowballstemmer.stemmer("english")
+        self._stemmer: Any = None
         self._known: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -29,6 +28,12 @@ class _Stemmer:
         stem = self._known.get(word)
         if stem is None:
             with self._lock:
+                if self._stemmer is None:
+                    # Imported on first use: snowballstemmer imports all of its 30
+                    # languages (16 ms), which a vector search should not pay.
+                    import snowballstemmer
+
+                    self._stemmer = snowballstemmer.stemmer("english")
                 stem = self._stemmer.stemWord(word)
             if len(self._known) < 500_000:  # bounded on unbounded vocabularies
                 self._known[word] = stem

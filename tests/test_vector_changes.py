@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import ctx_models
-from ctx_models import search, store
+from ctx_models import search, snippets, store
 from ctx_models.backends.sqlite.state import index_for
 
 DIMS = 16
@@ -52,12 +52,22 @@ def _reference(path: Path, query: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _chunks(path: Path) -> dict[str, tuple[str, str]]:
+    """Each chunk's document id and the start of its text, read with plain sqlite3."""
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT id, document_id, text FROM chunks").fetchall()
+    conn.close()
+    return {chunk_id: (document_id, snippets.start_of(text)) for chunk_id, document_id, text in rows}
+
+
 def _assert_exact(path: Path, query: np.ndarray, k: int = 10) -> None:
     hits = search.vector_search(query, limit=k)
     reference = _reference(path, query)
     best = sorted(reference.items(), key=lambda kv: -kv[1])[:k]
     assert [h.chunk_id for h in hits] == [cid for cid, _ in best]
     assert [h.score for h in hits] == pytest.approx([s for _, s in best], abs=TOL)
+    chunks = _chunks(path)
+    assert [(h.document_id, h.snippet) for h in hits] == [chunks[h.chunk_id] for h in hits]
 
 
 def _other_process(path: Path, code: str) -> None:
@@ -100,6 +110,14 @@ CHANGES = {
             (row[0], row[1], np.arange(16, dtype="<f4").tobytes()),
         )
     """,
+    # The text of the best chunk rewritten in place: its vector stays, its snippet moves.
+    "update-chunk-text": """
+        first = conn.execute("SELECT chunk_id FROM chunk_vectors ORDER BY rowid LIMIT 1").fetchone()[0]
+        conn.execute("BEGIN")
+        conn.execute("UPDATE chunks SET text = 'rewritten by another program' WHERE id = ?", (first,))
+        conn.execute("UPDATE chunks_fts SET text = 'rewritten by another program' WHERE chunk_id = ?", (first,))
+        conn.execute("COMMIT")
+    """,
     "delete": """
         conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunk_vectors LIMIT 7)")
     """,
@@ -136,7 +154,8 @@ CHANGES = {
 
 @pytest.fixture
 def warm(db, db_path: Path) -> np.ndarray:
-    """The seeded store with its index built; returns the query."""
+    """The seeded store with its index built and, searched twice, its chunks' details kept
+    (ids, snippets) in memory; returns the query."""
     _seed()
     conn = sqlite3.connect(db_path)
     query = np.frombuffer(
@@ -144,6 +163,8 @@ def warm(db, db_path: Path) -> np.ndarray:
     ).copy()
     conn.close()
     _assert_exact(db_path, query)
+    _assert_exact(db_path, query)
+    assert index_for(db, db.connection())._groups[DIMS].details is not None
     return query
 
 
@@ -164,10 +185,12 @@ def test_next_search_sees_a_change_by_another_process(change, warm, db, db_path:
         conn.commit()
         conn.close()
     builds = index_for(db, db.connection()).builds
-    before = _reference(db_path, warm)
+    before = _reference(db_path, warm), _chunks(db_path)
     _other_process(db_path, CHANGES[change])
-    assert _reference(db_path, warm) != before, "the change changed nothing: the test is wrong"
-    _assert_exact(db_path, warm)
+    after = _reference(db_path, warm), _chunks(db_path)
+    assert after != before, "the change changed nothing: the test is wrong"
+    _assert_exact(db_path, warm)  # rebuilt, the winners' details read from SQL
+    _assert_exact(db_path, warm)  # and from the details the index keeps now
     assert index_for(db, db.connection()).builds == builds + 1
 
 
@@ -180,9 +203,11 @@ def test_a_copy_of_the_file_answers_from_its_own_data(warm, db, db_path: Path, t
     other = ctx_models.connect(copy)  # binds the models to the copy
     try:
         _assert_exact(copy, warm)
+        _assert_exact(copy, warm)
         assert search.vector_search(warm, limit=1)[0].score < 0.999
     finally:
         other.close()
         ctx_models.connect(db_path)
+    _assert_exact(db_path, warm)
     _assert_exact(db_path, warm)
     assert search.vector_search(warm, limit=1)[0].score == pytest.approx(1.0, abs=TOL)

@@ -28,6 +28,7 @@ from ctx_models.errors import (
     ValidationError,
     VectorError,
 )
+from ctx_models.models import bound_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -401,6 +402,60 @@ def test_repeated_search_does_not_rebuild(db, embedder):
     search.vector_search(query, limit=3, source="docs", since=BASE)
     assert _index(db) is index
     assert index.builds == builds
+
+
+def _answers(hits) -> list[tuple]:
+    return [(h.chunk_id, h.document_id, h.score, h.snippet) for h in hits]
+
+
+def test_kept_details_answer_exactly_as_sql(corpus, monkeypatch):
+    """A small index keeps each chunk's id, document and snippet from its second search on;
+    its answers are the ones read from SQL, filters included."""
+    rng = np.random.default_rng(7)
+    queries = [rng.standard_normal(DIMS).astype(np.float32) for _ in range(4)]
+    filters = [{}, {"source": "B"}, {"since": BASE + 50 * DAY}, {"limit": 2000}]
+
+    def answers():
+        return [_answers(search.vector_search(q, **{"limit": 80, **f})) for q in queries for f in filters]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vectors_module, "_DETAILS_MAX_ROWS", 0)  # every search reads SQL
+        from_sql = answers()
+        assert _index(bound_database())._groups[DIMS].details is None
+    builds = _index(bound_database()).builds
+    assert answers() == from_sql
+    assert _index(bound_database())._groups[DIMS].details is not None
+    assert _index(bound_database()).builds == builds
+    assert all(hit[3].startswith("doc ") for hit in from_sql[0])
+
+
+def test_one_search_reads_no_details(corpus):
+    search.vector_search(np.ones(DIMS, np.float32), limit=5)
+    assert _index(bound_database())._groups[DIMS].details is None
+
+
+def test_big_index_fetches_its_winners_from_sql(corpus, monkeypatch):
+    monkeypatch.setattr(vectors_module, "_DETAILS_MAX_ROWS", 1999)
+    query = np.random.default_rng(8).standard_normal(DIMS).astype(np.float32)
+    answers = [_answers(search.vector_search(query, limit=50)) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    assert _index(bound_database())._groups[DIMS].details is None
+
+
+def test_vector_without_chunk_is_left_out_by_both_paths(db, db_path, embedder):
+    """A chunk_vectors row whose chunk is gone (another program's leftover) is never a hit."""
+    _seed_hashing(embedder)
+    query = embedder.embed(["orphaned vector"])[0]
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO chunk_vectors (chunk_id, document_id, embedding) VALUES ('gone', 'gone', ?)",
+        (np.asarray(query, "<f4").tobytes(),),
+    )
+    conn.close()
+    first, second, third = (search.vector_search(query, limit=10) for _ in range(3))
+    assert len(first) == 5 and "gone" not in {h.chunk_id for h in first}
+    assert _answers(second) == _answers(third) == _answers(first)
+    assert _index(db)._groups[384].details is not None
 
 
 def test_own_ingest_is_seen_by_next_search(db, embedder):

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import peewee
@@ -25,8 +26,10 @@ from ...models import Chunk
 from ..base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
 from . import fts, keyword
 from .connection import change_stamp, connect, translate_errors
-from .integrity import SQLiteIntegrity
 from .state import ConnectionState, state_for
+
+if TYPE_CHECKING:
+    from .integrity import SQLiteIntegrity
 
 __all__ = ["SQLiteBackend", "connect"]
 
@@ -185,6 +188,9 @@ class SQLiteBackend(Backend):
         hits = state.vectors.search(query, limit, source=source, since=since, model=model)
         if not hits:
             return VectorAnswer([], hits.searched, hits.spread)
+        kept = state.vectors.candidates(len(query), hits)
+        if kept is not None:
+            return VectorAnswer(kept, hits.searched, hits.spread)
         sql = _winners_sql(len(hits))
         params = [snippets.VECTOR_CHARS + 1, *(rowid for rowid, _ in hits)]
         found = {row[0]: row for row in conn.execute(sql, params).fetchall()}
@@ -215,6 +221,9 @@ class SQLiteBackend(Backend):
     # ------------------------------------------------------------------ integrity and maintenance
 
     def integrity(self) -> SQLiteIntegrity:
+        # Imported when asked for: the checks' modules cost a search 7 ms to import.
+        from .integrity import SQLiteIntegrity
+
         return SQLiteIntegrity(self.db)
 
     def backup(self, target: Path) -> None:

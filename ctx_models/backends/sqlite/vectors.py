@@ -3,8 +3,10 @@
 Reading every BLOB for every query (what the ``ctx`` tool does) costs far more
 than the arithmetic. :class:`VectorIndex` reads them once, keeps the
 L2-normalised matrix with small arrays beside it (row id, source, updated_at,
-model per row), and answers a query with one matrix-vector product and
-``argpartition``. Filters are boolean masks over those arrays.
+model per row), and answers a query with one matrix-vector product and a
+partition. Filters are boolean masks over those arrays. A small index also
+keeps each chunk's id, document id and snippet, from its second search on, so
+a warm search runs no SQL but the freshness test.
 
 The index is rebuilt when the data may have changed. The test runs inside
 the caller's read transaction: ``PRAGMA data_version`` changes when another
@@ -25,7 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ... import snippets
 from ...errors import CorruptValueError
+from ..base import Candidate
 from .connection import change_stamp
 
 __all__ = ["VectorIndex", "VectorHits"]
@@ -48,6 +52,18 @@ _VECTOR_DOCUMENTS_SQL = (
 _VECTOR_MODELS_SQL = "SELECT cv.rowid, e.model FROM chunk_vectors AS cv JOIN embeddings AS e ON e.chunk_id = cv.chunk_id"
 _DOCUMENTS_SQL = "SELECT id, source, updated_at FROM documents"
 _MODEL_COUNTS_SQL = "SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY 2 DESC, 1"
+# Chunk id, document and the start of the text of every vector with a chunk.
+_DETAILS_SQL = (
+    "SELECT cv.rowid, c.id, c.document_id, substr(c.text, 1, ?) "
+    "FROM chunk_vectors AS cv JOIN chunks AS c ON c.id = cv.chunk_id"
+)
+# A warm search of a small index spends more time fetching its winners' ids and
+# snippets from SQLite (0.3-0.6 ms for 80 rows) than scoring every vector, so an
+# index of at most this many vectors keeps them in memory: about 0.5 KB a row
+# (2.5 MB at 5,000 rows, beside a 7.7 MB matrix of 384 dimensions), read once in
+# 25-100 ms at 5,000 rows. A bigger index fetches its winners: reading every
+# chunk's text would stall one search for longer than the fetches it saves.
+_DETAILS_MAX_ROWS = 10_000
 # Below this norm a vector has no direction: it scores 0 against everything (as in ctx).
 _EPSILON32 = float(np.finfo(np.float32).eps)
 
@@ -64,6 +80,8 @@ class _Group:
     sources: np.ndarray | None = None  # source code per row, int32 (-1: document missing)
     updated: np.ndarray | None = None  # documents.updated_at per row, int64
     models: np.ndarray | None = None  # model code per row, int32 (-1: no embeddings row)
+    # per row: (chunk id, document id, snippet), None where the chunk is missing
+    details: list[tuple[str, str, str] | None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -128,11 +146,16 @@ class VectorHits(list[tuple[int, float]]):
     """(rowid, cosine) pairs, best first; how many vectors were searched, and their scores' spread."""
 
     def __init__(
-        self, hits: Iterable[tuple[int, float]] = (), searched: int = 0, spread: float = 0.0
+        self,
+        hits: Iterable[tuple[int, float]] = (),
+        searched: int = 0,
+        spread: float = 0.0,
+        positions: list[int] | None = None,
     ) -> None:
         super().__init__(hits)
         self.searched = searched
         self.spread = spread
+        self.positions = positions or []  # each hit's row in its group, for the kept details
 
 
 class VectorIndex:
@@ -145,6 +168,7 @@ class VectorIndex:
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) when built
         self._conn: sqlite3.Connection | None = None
         self._models: dict[str, int] | None = None
+        self._answered = 0  # searches answered by candidates() since the build
         self.builds = 0
 
     # ------------------------------------------------------------------ freshness
@@ -176,6 +200,7 @@ class VectorIndex:
             groups = _read_groups(conn)
         self._groups, self._source_codes, self._model_codes = groups, {}, {}
         self._models = None
+        self._answered = 0
         self._conn = conn
         log.debug("vector index built: %s", {d: len(g.rowids) for d, g in groups.items()})
 
@@ -216,6 +241,47 @@ class VectorIndex:
                 g.models = codes[dims]
         assert group.models is not None
         return group.models
+
+    def _keep_details(self) -> None:
+        """Read every vector's chunk id, document id and snippet (in the snapshot of the build).
+
+        Read in a later search than the build, like the filter columns, and only
+        after that search found nothing changed.
+        """
+        assert self._conn is not None, "the index is built before it is searched"
+        conn = self._conn
+        details: dict[int, tuple[str, str, str]] = {
+            rowid: (chunk_id, document_id, snippets.start_of(text))
+            for rowid, chunk_id, document_id, text in conn.execute(
+                _DETAILS_SQL, (snippets.VECTOR_CHARS + 1,)
+            )
+        }
+        for group in self._groups.values():
+            group.details = [details.get(rowid) for rowid in group.rowids.tolist()]
+
+    def candidates(self, query_length: int, hits: VectorHits) -> list[Candidate] | None:
+        """``hits`` (of a search for a vector of ``query_length``) as candidates, from the kept
+        details; ``None`` when this index does not keep them, so the caller reads them from SQL.
+
+        Call once per search, after :meth:`ensure_fresh` in the same snapshot. A
+        small index reads the details on its second search after a build: a
+        process that searches again and again, where they pay for themselves (a
+        one-shot CLI search never reads them). A vector whose chunk is missing is
+        left out, as the SQL join leaves it out.
+        """
+        self._answered += 1
+        group = self._groups.get(query_length)
+        if group is None or self.size > _DETAILS_MAX_ROWS or self._answered < 2:
+            return None
+        if group.details is None:
+            self._keep_details()
+        assert group.details is not None
+        details = group.details
+        return [
+            Candidate(detail[0], detail[1], score, detail[2])
+            for (_, score), position in zip(hits, hits.positions, strict=True)
+            if (detail := details[position]) is not None
+        ]
 
     def models(self, conn: sqlite3.Connection) -> dict[str, int]:
         """Embeddings per model name, most first, in the snapshot of the last build.
@@ -276,7 +342,7 @@ class VectorIndex:
         rows = top if candidates is None else candidates[top]
         spread = float(scores[rows[0]]) - float(scores_of.min())
         hits = zip(group.rowids[rows].tolist(), scores[rows].tolist(), strict=True)
-        return VectorHits(hits, len(scores_of), spread)
+        return VectorHits(hits, len(scores_of), spread, rows.tolist())
 
     def _mask(
         self, group: _Group, source: str | None, since: int | None, model: str | None
@@ -391,12 +457,14 @@ def _top_k(scores: np.ndarray, rowids: np.ndarray, k: int) -> np.ndarray:
     """Indexes of the ``k`` best scores, best first; equal scores in rowid order."""
     n = len(scores)
     if k < n:
-        # The k smallest of the negated scores, not the k largest of the scores:
-        # numpy's selection near the end of an array with many equal values (the
-        # zeros of sparse vectors) took 40-90 ms at 1,000,000 vectors, this 4 ms.
-        part = np.argpartition(-scores, k - 1)[:k]
-        threshold = scores[part].min()
-        if np.count_nonzero(scores >= threshold) > k:
+        # The k-th best score from a partition of the values (of the negated
+        # scores: numpy's selection near the end of an array with many equal
+        # values, the zeros of sparse vectors, took 20-90 ms at 1,000,000 vectors,
+        # this 1-2 ms), then every row at least that good: half the time of
+        # argpartition, which also moves the indexes.
+        threshold = -np.partition(-scores, k - 1)[k - 1]
+        part = np.flatnonzero(scores >= threshold)
+        if len(part) > k:
             # More rows tie with the k-th best than there is room for (duplicate
             # chunks do that): every better row, then the tied rows with the
             # smallest rowids.
