@@ -519,6 +519,36 @@ def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stor
     assert search.vector_search(query, limit=1)[0].document_id == ids[2]
 
 
+def _mapping_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping of this process that holds ``address`` (Linux)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        first = line.split()[0]
+        if "-" in first and not first.endswith(":"):
+            start, end = (int(part, 16) for part in first.split("-"))
+            inside = start <= address < end
+        elif inside and first == "VmFlags:":
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux reports mappings in /proc")
+def test_matrix_lives_in_memory_without_huge_pages(corpus):
+    """The matrix is in a mapping of its own marked no-huge-pages ('nh'), so its first touch
+    never waits for the kernel to compact memory; searches still answer exactly."""
+    index = _index(bound_database())
+    query = corpus.vectors[5]
+    _assert_matches_reference(search.vector_search(query, limit=10), corpus.reference(query), 10)
+    matrix = index._groups[DIMS].matrix
+    assert matrix.flags.writeable and matrix.dtype == np.float32
+    assert "nh" in _mapping_flags(matrix.__array_interface__["data"][0])
+    # A group with fewer rows than room was made for is copied into a mapping of its size.
+    assert vectors_module._new_matrix(0, DIMS).shape == (0, DIMS)
+    small = vectors_module._new_matrix(3, 4)
+    small[:] = 2.0
+    assert small.sum() == 24.0 and "nh" in _mapping_flags(small.__array_interface__["data"][0])
+
+
 def test_build_restores_the_connections_cache_size(db, embedder, monkeypatch):
     """The build scans with a small page cache and gives the connection its own back, also on error."""
     _seed_hashing(embedder)

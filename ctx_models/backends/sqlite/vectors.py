@@ -20,6 +20,7 @@ connection, so each connection (in peewee: each thread) has its own index.
 from __future__ import annotations
 
 import logging
+import mmap
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,24 @@ _DETAILS_MAX_ROWS = 10_000
 _EPSILON32 = float(np.finfo(np.float32).eps)
 
 
+def _new_matrix(rows: int, dims: int) -> np.ndarray:
+    """An uninitialised float32 matrix, in memory the kernel hands over in 4 KB pages.
+
+    numpy asks Linux for huge pages for big arrays. Where the kernel compacts
+    memory to find them as they are first touched (its default setting,
+    ``defrag=madvise``), filling a new 1.5 GB matrix took 1.8-4.3 s on our test
+    machine against 0.7-0.8 s in 4 KB pages, a first search of 1,000,000
+    vectors 4.5-10.7 s against 2.3-5.0 s (of 100,000: median 294 ms against
+    252), and warm queries ran as fast on either.
+    """
+    nbytes = rows * dims * 4
+    if not nbytes or not hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux only
+        return np.empty((rows, dims), dtype=np.float32)
+    memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memory.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(memory, dtype=np.float32).reshape(rows, dims)
+
+
 @dataclass
 class _Group:
     """All vectors of one length: the normalised matrix and, per row, what filters need.
@@ -110,8 +129,8 @@ class _GroupBuilder:
                 "run `ctx-models check --repair`"
             )
         if self.matrix is None or self.filled + len(blobs) > len(self.matrix):
-            grown = np.empty(
-                (max(self.capacity, 2 * (self.filled + len(blobs))), self.length // 4), np.float32
+            grown = _new_matrix(
+                max(self.capacity, 2 * (self.filled + len(blobs))), self.length // 4
             )
             if self.matrix is not None:
                 grown[: self.filled] = self.matrix[: self.filled]
@@ -140,9 +159,10 @@ class _GroupBuilder:
 
     def finish(self, rowids: np.ndarray) -> _Group:
         assert self.matrix is not None
-        matrix = (
-            self.matrix if self.filled == len(self.matrix) else self.matrix[: self.filled].copy()
-        )
+        matrix = self.matrix
+        if self.filled < len(matrix):  # fewer rows of this length than room was made for
+            matrix = _new_matrix(self.filled, matrix.shape[1])
+            matrix[:] = self.matrix[: self.filled]
         return _Group(matrix, rowids[np.concatenate(self.positions)])
 
 
