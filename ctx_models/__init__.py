@@ -21,6 +21,7 @@ from .errors import (
     DimensionMismatchError,
     EmbedderUnavailableError,
     NotADatabaseError,
+    OutOfMemoryError,
     QuerySyntaxError,
     SchemaVersionError,
     ValidationError,
@@ -74,4 +75,5 @@ __all__ = [
     "QuerySyntaxError",
     "CorruptValueError",
     "EmbedderUnavailableError",
+    "OutOfMemoryError",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "QuerySyntaxError",
     "CorruptValueError",
     "EmbedderUnavailableError",
+    "OutOfMemoryError",
 ]
 
 
@@ -64,3 +65,7 @@ class CorruptValueError(CtxModelsError):
 
 class EmbedderUnavailableError(CtxModelsError):
     """No embedder is known for a model name, or its package is not installed."""
+
+
+class OutOfMemoryError(CtxModelsError, MemoryError):
+    """The stored vectors do not fit in this process's memory for an in-memory search."""

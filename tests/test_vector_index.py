@@ -25,6 +25,7 @@ from ctx_models.backends.sqlite.vectors import VectorIndex
 from ctx_models.errors import (
     CorruptValueError,
     EmbedderUnavailableError,
+    OutOfMemoryError,
     ValidationError,
     VectorError,
 )
@@ -547,6 +548,23 @@ def test_matrix_lives_in_memory_without_huge_pages(corpus):
     small = vectors_module._new_matrix(3, 4)
     small[:] = 2.0
     assert small.sum() == 24.0 and "nh" in _mapping_flags(small.__array_interface__["data"][0])
+
+
+def test_vectors_too_big_for_memory_raise_our_error_and_leave_the_index_usable(corpus, monkeypatch):
+    """When the system refuses the matrix's memory, the search says how much it needed and what
+    to do (OutOfMemoryError, which is also a MemoryError); once memory is there again the next
+    search builds the index and answers exactly."""
+
+    def no_memory(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(vectors_module.mmap, "mmap", no_memory)
+    query = corpus.vectors[3]
+    with pytest.raises(OutOfMemoryError, match=r"needs 0\.3 MB for 2,000 vectors of 32 dimensions") as err:
+        search.vector_search(query, limit=5)
+    assert "PostgreSQL" in str(err.value) and isinstance(err.value, MemoryError)
+    monkeypatch.undo()
+    _assert_matches_reference(search.vector_search(query, limit=5), corpus.reference(query), 5)
 
 
 def test_build_restores_the_connections_cache_size(db, embedder, monkeypatch):

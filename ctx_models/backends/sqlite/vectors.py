@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import snippets
-from ...errors import CorruptValueError
+from ...errors import CorruptValueError, OutOfMemoryError
 from ..base import Candidate
 from .connection import change_stamp
 
@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 # x 384: peak 1.1x the matrix, against 2.5x with the connection's cache and a
 # memory map, for the same speed: bench.py search, "build memory"). The slice
 # of rows copied and normalised together, and that cache, are small for the
-# same reason: at 5,000 x 384 (a 7.7 MB matrix) 1,000-row slices and a 2 MB
-# cache added 5 MB to the peak, 250 rows and 256 KB add 2 MB, and the build of
-# 100,000 vectors took as long with either (190-210 ms).
+# same reason: at 5,000 x 384 (a 7.7 MB matrix) a first search peaked 8 MB
+# above the matrix with 1,000-row slices and a 2 MB cache, 2.7 MB with 250 rows
+# and 256 KB, and building 100,000 vectors took as long with slices of 200 or
+# 1,000 rows (190-210 ms).
 _VECTOR_ROWS_SQL = "SELECT rowid, embedding FROM chunk_vectors ORDER BY rowid"
 _VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
 _SLICE_ROWS = 250
@@ -84,9 +85,16 @@ def _new_matrix(rows: int, dims: int) -> np.ndarray:
     252), and warm queries ran as fast on either.
     """
     nbytes = rows * dims * 4
-    if not nbytes or not hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux only
-        return np.empty((rows, dims), dtype=np.float32)
-    memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        if not nbytes or not hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux only
+            return np.empty((rows, dims), dtype=np.float32)
+        memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (MemoryError, OSError) as exc:
+        raise OutOfMemoryError(
+            f"vector search needs {nbytes / 1e6:,.1f} MB for {rows:,} vectors of {dims} "
+            f"dimensions and the system refused it ({exc}); free memory, or keep a store "
+            "this large in PostgreSQL"
+        ) from exc
     memory.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(memory, dtype=np.float32).reshape(rows, dims)
 
