@@ -543,7 +543,7 @@ def test_matrix_lives_in_memory_without_huge_pages(corpus):
     matrix = index._groups[DIMS].matrix
     assert matrix.flags.writeable and matrix.dtype == np.float32
     assert "nh" in _mapping_flags(matrix.__array_interface__["data"][0])
-    # A group with fewer rows than room was made for is copied into a mapping of its size.
+    # Small matrices too (a group with fewer rows than room was made for is copied into one).
     assert vectors_module._new_matrix(0, DIMS).shape == (0, DIMS)
     small = vectors_module._new_matrix(3, 4)
     small[:] = 2.0
