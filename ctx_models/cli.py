@@ -253,6 +253,66 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .sync import DEFAULT_INCLUDE, store_embedder, sync_folder
+
+    if args.name is not None and len(args.paths) > 1:
+        raise UsageError("--name names one folder's source; sync the folders one at a time")
+    if not args.max_size > 0:
+        raise UsageError(f"--max-size must be a positive number of MB, got {args.max_size}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    names = [args.name or Path(p).expanduser().resolve().name for p in args.paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(
+            f"two folders are named {twice[0]!r} and would share the source filesystem:{twice[0]}; "
+            "sync them one at a time with --name"
+        )
+    where = _where(args)
+    db = connect(where)
+    migration = run_migrations(db)
+    if migration.created and "documents" in migration.created:
+        print(f"created {display(where)} (schema version {migration.version})")
+    embedder = None
+    if not args.no_embed:
+        explicit = args.model is not None or args.dims is not None
+        embedder = _chosen_embedder(args) if explicit else store_embedder()
+    for path, name in zip(args.paths, names, strict=True):
+        report = sync_folder(
+            path,
+            name=name,
+            include=args.include or DEFAULT_INCLUDE,
+            exclude=args.exclude or (),
+            follow_symlinks=args.follow_symlinks,
+            max_bytes=int(args.max_size * 1_000_000),
+            embedder=embedder,
+            embed=not args.no_embed,
+            prune=args.prune,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+            progress=_progress(args),
+            wait=args.wait,
+        )
+        if args.dry_run:
+            for what, source_id in report.changes:
+                print(f"  would {_WOULD[what]} {source_id}")
+            if not args.prune:
+                for source_id in report.vanished:
+                    print(f"  vanished {source_id} (kept: --prune would remove it)")
+        shown = report.skipped if args.verbose else report.skipped[:_SKIPS_SHOWN]
+        for source_id, reason in shown:
+            print(f"  skipped {source_id}: {reason}")
+        if len(shown) < len(report.skipped):
+            print(f"  ... and {len(report.skipped) - len(shown)} more skipped (-v lists them all)")
+        print(report.summary())
+    return EXIT_OK
+
+
+_SKIPS_SHOWN = 10
+_WOULD = {"created": "create", "updated": "update", "pruned": "prune"}
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     _database(args)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
@@ -549,6 +609,55 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, "to embed with")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_seed)
+
+    p = command(
+        "sync",
+        "fill the store from folders of files, incrementally",
+        "Sync the files of each folder into the store as source filesystem:NAME, as ctx's "
+        "filesystem connector makes them: new and changed files are read, chunked and embedded "
+        "in batches (one transaction each); unchanged files are not read. Markdown and text by "
+        "default; PDF, DOCX, PPTX and XLSX when their globs are included.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a folder to sync")
+    p.add_argument("--name", help="the source's name, filesystem:NAME (default: the folder's name)")
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="take files matching GLOB, repeatable (default: **/*.md and **/*.txt)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="leave out files matching GLOB, repeatable (.git, target, node_modules always are)",
+    )
+    p.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symbolic links, even out of the folder"
+    )
+    p.add_argument(
+        "--max-size",
+        type=float,
+        default=50.0,
+        metavar="MB",
+        help="skip files larger than MB megabytes (default 50, as ctx)",
+    )
+    _model_options(p, "to embed with (default: the model of the store's vectors)")
+    p.add_argument("--no-embed", action="store_true", help="write chunks without vectors")
+    p.add_argument(
+        "--prune", action="store_true", help="delete the documents of files that are gone"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would change; write nothing"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=500, help="documents per transaction (default 500)"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait for another sync of the store to finish"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_sync)
 
     p = command(
         "search",

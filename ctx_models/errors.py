@@ -20,6 +20,7 @@ __all__ = [
     "CorruptValueError",
     "EmbedderUnavailableError",
     "OutOfMemoryError",
+    "SyncInProgressError",
 ]
 
 
@@ -69,3 +70,7 @@ class EmbedderUnavailableError(CtxModelsError):
 
 class OutOfMemoryError(CtxModelsError, MemoryError):
     """The stored vectors do not fit in this process's memory for an in-memory search."""
+
+
+class SyncInProgressError(CtxModelsError):
+    """Another sync is writing to the same store; nothing was read or written."""
