@@ -36,8 +36,7 @@ from ..embedders import Embedder, default_embedder, embed_texts, embedder_for_mo
 from ..errors import ValidationError
 from ..hashing import chunk_hash, dedup_hash
 from ..models import Chunk, ChunkVector, Document, Embedding, bound_database
-from ..store import get_checkpoint, ingest_many, set_checkpoint
-from ..store import inputs, writes
+from ..store import get_checkpoint, ingest_many, inputs, set_checkpoint, writes
 from ..store.ingest import DEFAULT_BATCH_SIZE, IngestResult
 from .extract import ExtractionError, extract_text
 from .lock import sync_lock
@@ -269,7 +268,7 @@ def _stored_documents(source: str) -> dict[str, _Stored]:
         Document.metadata,
     ).where(Document.source == source)
     db = bound_database()
-    return {row[0]: tuple(row[1:]) for row in db.execute_sql(*query.sql())}  # type: ignore[misc]
+    return {row[0]: tuple(row[1:]) for row in db.execute_sql(*query.sql())}
 
 
 def _unchanged_by_stat(file: FoundFile, row: _Stored) -> bool:
@@ -439,7 +438,7 @@ class _ReusingEmbedder:
         self.reused = 0
 
     def remember(self, document_id: str) -> None:
-        query = (
+        query: Any = (
             ChunkVector.select(Chunk.hash, ChunkVector.embedding)
             .join(Chunk, on=(ChunkVector.chunk == Chunk.id))
             .join(Embedding, on=(Embedding.chunk == Chunk.id))
@@ -510,8 +509,10 @@ def _ingest(
             bar.update(len(results))
             bar.set_postfix(chunks=report.chunks, vectors=report.vectors, refresh=False)
 
+        # ingest_many takes validated PendingDocuments as items, as well as mappings.
+        items: Any = reader.documents()
         ingest_many(
-            reader.documents(),
+            items,
             embedder=embedder,
             batch_size=batch_size,
             max_tokens=max_tokens,
