@@ -94,6 +94,9 @@ class SyncReport:
         """Files selected by the globs: synced, unchanged or skipped."""
         return self.created + self.updated + self.unchanged + len(self.skipped)
 
+    def _seen(self) -> str:
+        return f"{self.seen} file{'' if self.seen == 1 else 's'} seen"
+
     def skip_reasons(self) -> dict[str, int]:
         """How many files were skipped, per kind of reason."""
         return dict(Counter(reason.split(":", 1)[0] for _, reason in self.skipped))
@@ -108,7 +111,7 @@ class SyncReport:
             if kept:
                 gone += f", {kept} vanished (kept; --prune would remove them)"
             return (
-                f"{self.source}: dry run, nothing written: {self.seen} files seen, "
+                f"{self.source}: dry run, nothing written: {self._seen()}, "
                 f"{self.created} to create, {self.updated} to update, {self.unchanged} unchanged, "
                 f"{skipped}, {gone}; about {self.chunks} chunks to write"
             )
@@ -118,7 +121,7 @@ class SyncReport:
         vectors = f"{self.vectors} vectors" + (f" ({self.reused} reused)" if self.reused else "")
         reread = f" ({self.reread} read to compare)" if self.reread else ""
         return (
-            f"{self.source}: {self.seen} files seen, {self.created} created, {self.updated} updated, "
+            f"{self.source}: {self._seen()}, {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged{reread}, {skipped}, {pruned}; {self.chunks} chunks and {vectors} "
             f"written in {self.seconds:.2f} s"
         )
