@@ -10,6 +10,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -554,6 +557,27 @@ def test_skips_are_listed(run_cli, tmp_path: Path) -> None:
     assert "  skipped bad00.txt: not UTF-8: invalid byte at offset 0" in out
     assert "  ... and 2 more skipped (-v lists them all)" in out
     assert "12 skipped (12 not UTF-8)" in out
+
+
+def test_readme_sync_commands_run_as_written(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    section = readme.split("Filling a store from folders\n", 1)[1].split("\nWhat it writes", 1)[0]
+    block = re.search(r"\.\. code-block:: shell\n\n((?:    .*\n)+)", section)
+    assert block is not None
+    commands = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    monkeypatch.chdir(tmp_path)  # the quick start's store: .ctx/data/ctx.sqlite here
+    outputs = []
+    for argv in commands:
+        assert argv[0] == "ctx-models"
+        code, out, err = run_cli(*argv[1:])
+        assert code == 0, (argv, err)
+        outputs.append(out)
+    assert "filesystem:docs: 1 file seen, 1 created" in outputs[0]
+    assert "storage-contract.md" in outputs[1]
+    assert ", 0 created, 0 updated, 1 unchanged" in outputs[2]
+    assert "dry run, nothing written" in outputs[3]
+    assert ", 0 created, 0 updated, 1 unchanged" in outputs[4]
 
 
 # --------------------------------------------------------------------------- faults, processes
