@@ -270,12 +270,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
             "sync them one at a time with --name"
         )
     where = _where(args)
-    db = connect(where)
-    migration = run_migrations(db)
-    if migration.created and "documents" in migration.created:
-        print(f"created {display(where)} (schema version {migration.version})")
+    if args.dry_run:
+        # Nothing is written, not even a new database: a missing one is an empty store.
+        if isinstance(where, Path) and not where.exists():
+            run_migrations(connect(":memory:"))
+        else:
+            _database(args)
+    else:
+        migration = run_migrations(connect(where))
+        if migration.created and "documents" in migration.created:
+            print(f"created {display(where)} (schema version {migration.version})")
     embedder = None
-    if not args.no_embed:
+    if not args.no_embed and not args.dry_run:
         explicit = args.model is not None or args.dims is not None
         embedder = _chosen_embedder(args) if explicit else store_embedder()
     for path, name in zip(args.paths, names, strict=True):

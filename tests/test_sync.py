@@ -534,6 +534,26 @@ def test_cli_sync_then_search_then_nothing_to_do(run_cli, tmp_path: Path) -> Non
     conn = sqlite3.connect(db_path)
     assert {m for (m,) in conn.execute("SELECT DISTINCT model FROM embeddings")} == {"hashing-v1-32"}
     conn.close()
+    # A dry run against a store that does not exist yet: everything to create, no file made.
+    fresh = tmp_path / "none" / "ctx.sqlite"
+    code, out, err = run_cli("sync", str(root), "--db", str(fresh), "--dry-run")
+    assert code == 0 and "4 to create" in out and "  would create README.md" in out
+    assert not fresh.parent.exists()
+
+
+def test_store_model_that_cannot_embed_here(run_cli, tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "docs")
+    db_path = tmp_path / "ctx.sqlite"
+    conn = ctx_tool.create_contract_db(str(db_path))
+    ctx_tool.ctx_write_document(conn, "jira:ops", "OPS-1", ["a ticket"], vectors=[[0.5, 0.5]],
+                                model="openai-text-embedding-3-small")
+    conn.close()
+    code, out, err = run_cli("sync", str(root), "--db", str(db_path))
+    assert code == 1 and err.count("\n") == 1
+    assert "the store's vectors are of model 'openai-text-embedding-3-small'" in err
+    assert "--no-embed" in err
+    code, out, err = run_cli("sync", str(root), "--db", str(db_path), "--no-embed")
+    assert code == 0 and "4 created" in out and "0 vectors" in out
 
 
 def test_cli_errors_are_one_line(run_cli, tmp_path: Path) -> None:

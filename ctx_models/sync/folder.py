@@ -24,6 +24,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from peewee import chunked, fn
 from ..backends import backend_for, translated
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
 from ..embedders import Embedder, default_embedder, embed_texts, embedder_for_model
-from ..errors import ValidationError
+from ..errors import EmbedderUnavailableError, ValidationError
 from ..hashing import chunk_hash, dedup_hash
 from ..models import Chunk, ChunkVector, Document, Embedding, bound_database
 from ..store import get_checkpoint, ingest_many, inputs, set_checkpoint, writes
@@ -139,7 +140,13 @@ def store_embedder() -> Embedder:
     rows = list(query)
     if not rows:
         return default_embedder()
-    return embedder_for_model(rows[0][0])
+    try:
+        return embedder_for_model(rows[0][0])
+    except EmbedderUnavailableError as exc:
+        raise EmbedderUnavailableError(
+            f"the store's vectors are of model {rows[0][0]!r}, which cannot embed here: {exc}. "
+            "Choose another model (--model, --dims) or write chunks only (--no-embed)"
+        ) from None
 
 
 @translated("write")
@@ -186,7 +193,8 @@ def sync_folder(
     source = f"filesystem:{display_text(label)}"
     report = SyncReport(source=source, root=folder, dry_run=dry_run)
     db = bound_database()
-    with sync_lock(db, wait=wait):
+    # A dry run writes nothing, so it needs no lock (and works on a store it cannot write).
+    with nullcontext() if dry_run else sync_lock(db, wait=wait):
         found = scan(
             folder,
             include=include,
