@@ -262,7 +262,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-size must be a positive number of MB, got {args.max_size}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    names = [args.name or Path(p).expanduser().resolve().name for p in args.paths]
+    # The folder's name as given (a link keeps its own name), as sync_folder takes it.
+    names = [args.name or os.path.basename(os.path.abspath(os.path.expanduser(p))) for p in args.paths]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(

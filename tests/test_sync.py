@@ -174,6 +174,39 @@ def test_documents_are_row_for_row_what_ctx_connector_writes(db: Any, db_path: P
     assert_clean(db_path)
 
 
+def test_a_folder_ctx_synced_is_taken_over_without_rewriting_chunks(
+    db: Any, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_tree(tmp_path / "docs")
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for doc in ctx_connector_documents(root, "docs").values():  # what ctx's sync wrote
+        doc_id = f"ctx-{doc['source_id']}"
+        conn.execute(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (doc_id, doc["source"], doc["source_id"], doc["source_url"], doc["title"], None,
+             doc["created_at"], doc["updated_at"], doc["content_type"], doc["body"], "{}", None,
+             doc["dedup_hash"]),
+        )
+        for index, text in enumerate(chunk_text(doc["body"])):
+            conn.execute("INSERT INTO chunks VALUES (?,?,?,?,?)",
+                         (f"{doc_id}-{index}", doc_id, index, text, ctx_tool.sha256(text)))
+            conn.execute("INSERT INTO chunks_fts VALUES (?,?,?)", (f"{doc_id}-{index}", doc_id, text))
+    ctx_tool.ctx_set_checkpoint(conn, "filesystem:docs", OLD + 5)
+    chunks_before = conn.execute("SELECT * FROM chunks ORDER BY id").fetchall()
+    conn.close()
+
+    report = sync(root, embed=False)
+    # Same content: nothing re-chunked, only our stat key added to each document.
+    assert (report.created, report.updated, report.unchanged, report.reread) == (0, 0, 4, 4)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT * FROM chunks ORDER BY id").fetchall() == chunks_before
+    assert all(i.startswith("ctx-") for (i,) in conn.execute("SELECT id FROM documents"))
+    conn.close()
+    monkeypatch.setattr(folder_module, "read_file", None)  # the next run reads nothing
+    assert sync(root, embed=False).reread == 0
+    assert_clean(db_path)
+
+
 def test_name_and_url_follow_the_folder(db: Any, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = write(tmp_path / "notes" / "a.md", "alpha").parent
     monkeypatch.chdir(tmp_path)

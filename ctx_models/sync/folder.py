@@ -332,7 +332,8 @@ def read_file(file: FoundFile, max_bytes: int, follow_symlinks: bool) -> tuple[b
     The stat is taken on the open file before and after reading: when size or
     mtime moved, the file changed while it was read, and is read again.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    # Non-blocking: a file swapped for a FIFO since the scan must not hang the open.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)  # replaced by a link since the scan: not followed
     for attempt in range(READ_ATTEMPTS):
