@@ -700,7 +700,9 @@ def test_sigkill_in_the_middle_then_a_clean_second_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert f"{400 - committed} created, 0 updated, {committed} unchanged" in out
     assert whole_documents(db_path) == 400
-    assert_clean(db_path)
+    check = subprocess.run([sys.executable, "-m", "ctx_models", "check", "--db", str(db_path)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert check.returncode == 0 and "result        clean" in check.stdout, check.stdout
 
 
 @pytest.mark.slow
@@ -765,3 +767,14 @@ def test_sync_on_each_backend(db: Any, raw: Any, tmp_path: Path, backend: str) -
     got = sorted(r[0] for r in raw.execute("SELECT source_id FROM documents").fetchall())
     assert got == ["guides/deep/nested/notes.txt", "guides/deploy.md", "sub/target.md"]
     assert integrity.check(db).clean
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_advisory_lock_refuses_a_second_sync(db: Any, raw: Any, tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "docs")
+    key = "hashtext('ctx_models.sync:' || current_schema())"
+    raw.execute(f"SELECT pg_advisory_lock({key})")  # another session holds the store's sync lock
+    with pytest.raises(SyncInProgressError, match="another sync is writing to"):
+        sync(root)
+    raw.execute(f"SELECT pg_advisory_unlock({key})")
+    assert sync(root).created == 4
