@@ -366,9 +366,11 @@ def test_prune_refuses_to_empty_a_source_when_the_folder_is_empty(db: Any, db_pa
     for path in sorted(root.rglob("*"), reverse=True):
         if path.is_file():
             path.unlink()
-    with pytest.raises(ValidationError, match="refusing to prune all 4 documents"):
-        sync(root, prune=True)
+    for dry_run in (True, False):
+        with pytest.raises(ValidationError, match="refusing to prune all 4 documents"):
+            sync(root, prune=True, dry_run=dry_run)
     assert len(documents(db_path)) == 4
+    assert sync(root).vanished == sorted(documents(db_path))  # without --prune: reported, kept
 
 
 def test_unchanged_chunks_keep_their_vectors(db: Any, db_path: Path, tmp_path: Path) -> None:

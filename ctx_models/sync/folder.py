@@ -206,6 +206,12 @@ def sync_folder(
         stored = _stored_documents(source)
         present = {f.source_id for f in found.files}
         report.vanished = sorted(set(stored) - present)
+        if prune and stored and not found.files:
+            raise ValidationError(
+                f"{folder} holds no file to sync; refusing to prune all {len(stored)} documents "
+                f"of {source} (is the folder unmounted?). Delete the source with "
+                f"`ctx-models delete --source {source}` if that is what you want"
+            )
         to_read: list[FoundFile] = []
         newest = 0
         for file in found.files:
@@ -226,7 +232,7 @@ def sync_folder(
             reusing = _ReusingEmbedder(embedder) if embed and embedder is not None else None
             newest = max(newest, _ingest(reader, reusing, report, batch_size, max_tokens, progress))
             if prune and report.vanished:
-                _prune(source, report, [stored[s][0] for s in report.vanished], bool(found.files))
+                _prune(report, [stored[s][0] for s in report.vanished])
             report.checkpoint = _update_checkpoint(source, newest)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.summary())
@@ -563,14 +569,8 @@ def _dry_run(
         report.chunks += len(chunk_text(body, max_tokens))
 
 
-def _prune(source: str, report: SyncReport, ids: list[str], files_found: bool) -> None:
+def _prune(report: SyncReport, ids: list[str]) -> None:
     """Delete the documents of vanished files, children first, one transaction per batch."""
-    if not files_found and len(ids) == len(_stored_documents(source)):
-        raise ValidationError(
-            f"{report.root} holds no file to sync; refusing to prune all {len(ids)} documents of "
-            f"{source} (is the folder unmounted?). Delete the source with "
-            f"`ctx-models delete --source {source}` if that is what you want"
-        )
     db = bound_database()
     for batch in chunked(ids, writes.IN_BATCH):
         with backend_for(db).write_transaction():
