@@ -24,6 +24,7 @@ from .errors import (
     OutOfMemoryError,
     QuerySyntaxError,
     SchemaVersionError,
+    SyncInProgressError,
     ValidationError,
     VectorError,
 )
@@ -76,4 +77,5 @@ __all__ = [
     "CorruptValueError",
     "EmbedderUnavailableError",
     "OutOfMemoryError",
+    "SyncInProgressError",
 ]

@@ -674,7 +674,8 @@ def whole_documents(db_path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_in_the_middle_then_a_clean_second_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_in_the_middle_then_a_clean_second_run(tmp_path: Path, signum: int) -> None:
     root = big_folder(tmp_path / "docs", 400)
     db_path = tmp_path / "ctx.sqlite"
     proc = spawn_sync(root, db_path, "--batch-size", "4")
@@ -691,8 +692,10 @@ def test_sigkill_in_the_middle_then_a_clean_second_run(tmp_path: Path) -> None:
                 break
         time.sleep(0.01)
     assert proc.poll() is None, "the sync ended before it could be killed mid-way"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130 and err == "interrupted: what was committed is kept\n", err
     assert_clean(db_path)
     committed = whole_documents(db_path)
     assert 8 <= committed < 400
