@@ -649,8 +649,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="skip files larger than MB megabytes (default 50, as ctx)",
     )
-    _model_options(p, "to embed with (default: the model of the store's vectors)")
-    p.add_argument("--no-embed", action="store_true", help="write chunks without vectors")
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--model",
+        metavar="NAME",
+        help="embedding model (default: the model of the store's vectors; in a store without "
+        "vectors, wordllama-l2-supercat-256 when ctx-models[semantic] is installed, else "
+        "hashing-v1-384)",
+    )
+    choice.add_argument(
+        "--dims", type=int, metavar="N", help="embed with the hashing embedder of N dimensions"
+    )
+    choice.add_argument("--no-embed", action="store_true", help="write chunks without vectors")
     p.add_argument(
         "--prune", action="store_true", help="delete the documents of files that are gone"
     )
@@ -658,7 +668,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="say what would change; write nothing"
     )
     p.add_argument(
-        "--batch-size", type=int, default=500, help="documents per transaction (default 500)"
+        "--batch-size",
+        type=int,
+        default=500,
+        metavar="N",
+        help="documents per transaction (default 500)",
     )
     p.add_argument(
         "--wait", action="store_true", help="wait for another sync of the store to finish"
