@@ -712,16 +712,21 @@ def test_killed_in_the_middle_then_a_clean_second_run(tmp_path: Path, signum: in
 
 @pytest.mark.slow
 def test_two_syncs_at_once_never_corrupt(tmp_path: Path) -> None:
-    root = big_folder(tmp_path / "docs", 150, paragraphs=10)
+    """Three at once: one syncs, one refuses (or syncs, if it came after), one waits its turn."""
+    root = big_folder(tmp_path / "docs", 300)
     db_path = tmp_path / "ctx.sqlite"
     ctx_models.run_migrations(ctx_models.connect(db_path, bind_models=False))
-    first, second = spawn_sync(root, db_path), spawn_sync(root, db_path)
-    results = [p.communicate(timeout=300) + (p.returncode,) for p in (first, second)]
+    procs = [spawn_sync(root, db_path, "--batch-size", "4"), spawn_sync(root, db_path),
+             spawn_sync(root, db_path, "--wait")]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     for out, err, code in results:
-        assert code == 0 or (code == 1 and "another sync is writing to" in err), (out, err)
+        assert code == 0 or (code == 1 and err.startswith("error: another sync is writing to")), (
+            out, err)
         assert "Traceback" not in err
-    assert any(code == 0 for _, _, code in results)
-    assert whole_documents(db_path) == 150
+    assert results[2][2] == 0  # the one that waits always runs
+    created = sum(int(re.search(r"(\d+) created", out).group(1)) for out, _, code in results if code == 0)
+    assert created == 300  # every file created once, by whichever sync got there first
+    assert whole_documents(db_path) == 300
     assert_clean(db_path)
 
 

@@ -68,6 +68,10 @@ def sync_lock(db: Database, *, wait: bool = False) -> Iterator[None]:
                 f"another sync is writing to {backend.location} (it holds {path}); "
                 "wait for it to finish, or pass --wait to queue behind it"
             ) from None
+        except OSError as exc:  # e.g. a file system without locks
+            raise DatabaseError(
+                f"cannot lock {path} to sync: {exc.strerror}; put the database on a local disk"
+            ) from None
         try:
             yield
         finally:
