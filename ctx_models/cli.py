@@ -258,12 +258,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     if args.name is not None and len(args.paths) > 1:
         raise UsageError("--name names one folder's source; sync the folders one at a time")
-    if not args.max_size > 0:
+    if not 0 < args.max_size < 1e12:  # NaN and infinity fail too
         raise UsageError(f"--max-size must be a positive number of MB, got {args.max_size}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     # The folder's name as given (a link keeps its own name), as sync_folder takes it.
-    names = [args.name or os.path.basename(os.path.abspath(os.path.expanduser(p))) for p in args.paths]
+    names = [
+        args.name or os.path.basename(os.path.abspath(os.path.expanduser(path)))
+        for path in args.paths
+    ]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(

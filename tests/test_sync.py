@@ -599,6 +599,9 @@ def test_cli_errors_are_one_line(run_cli, tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     code, out, err = run_cli("sync", str(tmp_path / "a"), str(tmp_path / "b"), "--name", "x", "--db", db_path)
     assert code == 1 and "--name" in err and err.count("\n") == 1
+    for size in ("0", "nan", "inf"):
+        code, out, err = run_cli("sync", str(tmp_path / "a"), "--max-size", size, "--db", db_path)
+        assert code == 1 and "--max-size must be a positive number of MB" in err
     code, out, err = run_cli("sync", str(tmp_path / "a"), "--include", "a**", "--db", db_path)
     assert code == 1 and "'**' must be a whole path component" in err
 
