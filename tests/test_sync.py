@@ -88,6 +88,12 @@ def documents(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def assert_clean(path: Path) -> None:
+    """integrity.check on a connection of its own.
+
+    ctx_models.connect() reads the file's header with open()/close(), and closing any descriptor
+    of a file drops every POSIX lock the process holds on it, SQLite's included: the tests that
+    run other processes call this while no other connection to the file is open here.
+    """
     db = ctx_models.connect(path, bind_models=False, create=False)
     try:
         report = integrity.check(db)
@@ -685,12 +691,15 @@ def test_killed_in_the_middle_then_a_clean_second_run(tmp_path: Path, signum: in
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if db_path.exists():
+            # Closed at once, every time: a connection left open here would lose its locks when
+            # ctx_models.connect() below reads the file's header (see assert_clean).
+            conn = sqlite3.connect(db_path, timeout=5)
             try:
-                conn = sqlite3.connect(db_path, timeout=5)
                 count = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
-                conn.close()
             except sqlite3.OperationalError:  # the schema is not there yet
                 count = 0
+            finally:
+                conn.close()
             if count >= 8:
                 break
         time.sleep(0.01)
@@ -718,7 +727,9 @@ def test_two_syncs_at_once_never_corrupt(tmp_path: Path) -> None:
     """Three at once: one syncs, one refuses (or syncs, if it came after), one waits its turn."""
     root = big_folder(tmp_path / "docs", 300)
     db_path = tmp_path / "ctx.sqlite"
-    ctx_models.run_migrations(ctx_models.connect(db_path, bind_models=False))
+    schema = ctx_models.connect(db_path, bind_models=False)
+    ctx_models.run_migrations(schema)
+    schema.close()
     procs = [spawn_sync(root, db_path, "--batch-size", "4"), spawn_sync(root, db_path),
              spawn_sync(root, db_path, "--wait")]
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
@@ -734,8 +745,10 @@ def test_two_syncs_at_once_never_corrupt(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_held_lock_refuses_or_waits(db: Any, db_path: Path, tmp_path: Path, run_cli) -> None:
+def test_a_held_lock_refuses_or_waits(db_path: Path, tmp_path: Path, run_cli) -> None:
     root = make_tree(tmp_path / "docs")
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations(database)
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, ctx_models\n"
@@ -751,6 +764,9 @@ def test_a_held_lock_refuses_or_waits(db: Any, db_path: Path, tmp_path: Path, ru
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         with pytest.raises(SyncInProgressError, match="another sync is writing to"):
             sync(root)
+        # Closed before the command opens its own (see assert_clean): the sync that waits, in
+        # another process, must see this process's connection and its locks as they are.
+        database.close()
         code, out, err = run_cli("sync", str(root), "--db", str(db_path), "--dims", "16")
         assert code == 1 and err.startswith("error: another sync is writing to") and err.count("\n") == 1
         assert documents(db_path) == {}
