@@ -31,6 +31,7 @@ from ctx_models.embedders import HashingEmbedder
 from ctx_models.errors import SyncInProgressError, ValidationError
 from ctx_models.sync import STAT_KEY, extract_text, sync_folder
 from ctx_models.sync import folder as folder_module
+from ctx_models.sync import read as read_module
 from ctx_models.sync.globs import GlobSet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -433,7 +434,7 @@ def test_file_changing_while_read_is_read_again_or_skipped(
 ) -> None:
     root = tmp_path / "docs"
     path = write(root / "busy.md", "first version")
-    real_read = folder_module._read_all
+    real_read = read_module._read_all
     appended = []
 
     def read_then_change(fd: int, limit: int) -> bytes:
@@ -444,7 +445,7 @@ def test_file_changing_while_read_is_read_again_or_skipped(
                 fh.write(" and more")
         return data
 
-    monkeypatch.setattr(folder_module, "_read_all", read_then_change)
+    monkeypatch.setattr(read_module, "_read_all", read_then_change)
     times = 1
     report = sync(root)
     assert report.created == 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,19 +27,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from peewee import chunked, fn
 
 from ..backends import backend_for, translated
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
-from ..embedders import Embedder, default_embedder, embed_texts, embedder_for_model
+from ..embedders import Embedder, default_embedder, embedder_for_model
 from ..errors import EmbedderUnavailableError, ValidationError
-from ..hashing import chunk_hash, dedup_hash
-from ..models import Chunk, ChunkVector, Document, Embedding, bound_database
+from ..hashing import dedup_hash
+from ..models import Document, Embedding, bound_database
 from ..store import get_checkpoint, ingest_many, inputs, set_checkpoint, writes
 from ..store.ingest import DEFAULT_BATCH_SIZE, IngestResult
-from .extract import ExtractionError, extract_text
 from .lock import sync_lock
+from .read import Skip, decode, read_file
+from .reuse import ReusingEmbedder
 from .walk import DEFAULT_INCLUDE, FoundFile, content_type_of, display_text, scan
 
 __all__ = [
@@ -61,7 +60,6 @@ STAT_KEY = "ctx_models.file"
 # file system's timestamp resolution (1-2 s on some) without its mtime moving: its stat
 # is not recorded, so the next sync reads it and compares content (git's "racy" rule).
 RACY_NS = 2_000_000_000
-READ_ATTEMPTS = 3
 
 
 @dataclass
@@ -229,7 +227,7 @@ def sync_folder(
             if embed and embedder is None:
                 embedder = store_embedder()
             reader = _Reader(source, to_read, stored, max_bytes, follow_symlinks, report)
-            reusing = _ReusingEmbedder(embedder) if embed and embedder is not None else None
+            reusing = ReusingEmbedder(embedder) if embed and embedder is not None else None
             newest = max(newest, _ingest(reader, reusing, report, batch_size, max_tokens, progress))
             if prune and report.vanished:
                 _prune(report, [stored[s][0] for s in report.vanished])
@@ -315,77 +313,6 @@ def _url(file: FoundFile) -> str:
 
 # --------------------------------------------------------------------------- reading
 
-
-class _Skip(Exception):
-    """A file that is not synced, with the reason to report."""
-
-
-def _read_all(fd: int, limit: int) -> bytes:
-    """Read a file to its end, at most ``limit`` bytes (a hook the tests replace)."""
-    parts, size = [], 0
-    while size < limit:
-        part = os.read(fd, min(1 << 20, limit - size))
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
-
-
-def read_file(file: FoundFile, max_bytes: int, follow_symlinks: bool) -> tuple[bytes, os.stat_result]:
-    """The bytes of a file and its stat, read whole while it did not change; _Skip otherwise.
-
-    The stat is taken on the open file before and after reading: when size or
-    mtime moved, the file changed while it was read, and is read again.
-    """
-    # Non-blocking: a file swapped for a FIFO since the scan must not hang the open.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    if not follow_symlinks:
-        flags |= getattr(os, "O_NOFOLLOW", 0)  # replaced by a link since the scan: not followed
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            fd = os.open(file.path, flags)
-        except FileNotFoundError:
-            raise _Skip("vanished while syncing") from None
-        except OSError as exc:
-            raise _Skip(f"unreadable: {exc.strerror}") from None
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                raise _Skip("not a regular file")
-            if before.st_size > max_bytes:
-                raise _Skip(f"too large: {before.st_size:,} bytes")
-            data = _read_all(fd, max_bytes + 1)
-            after = os.fstat(fd)
-        except OSError as exc:
-            raise _Skip(f"unreadable: {exc.strerror}") from None
-        finally:
-            os.close(fd)
-        same = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
-        if same and len(data) == after.st_size:
-            return data, before
-        log.debug("%s changed while being read (attempt %d)", file.source_id, attempt + 1)
-        time.sleep(0.05 * (attempt + 1))
-    raise _Skip(f"changing while read: still changing after {READ_ATTEMPTS} reads")
-
-
-def decode(file: FoundFile, data: bytes) -> tuple[str, str]:
-    """(body, content_type) of a file's bytes; _Skip when there is no text to keep."""
-    content_type = content_type_of(file.source_id)
-    if content_type != "text/plain":
-        try:
-            return extract_text(data, content_type), content_type
-        except ExtractionError as exc:
-            raise _Skip(f"cannot extract: {exc}") from None
-    try:
-        body = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Skip(f"not UTF-8: invalid byte at offset {exc.start}") from None
-    if "\x00" in body:
-        raise _Skip("contains NUL: a binary file, not text")
-    return body, content_type
-
-
 class _Reader:
     """The documents of the files to read, as ingest_many items; records what it skips."""
 
@@ -402,14 +329,14 @@ class _Reader:
         self.max_bytes, self.follow_symlinks, self.report = max_bytes, follow_symlinks, report
         self.mtimes: dict[str, int] = {}  # source_id -> updated_at, of the documents handed on
         self.on_skip: Any = None
-        self.embedder: _ReusingEmbedder | None = None
+        self.embedder: ReusingEmbedder | None = None
 
     def documents(self) -> Iterator[inputs.PendingDocument]:
         for file in self.files:
             try:
                 data, st = read_file(file, self.max_bytes, self.follow_symlinks)
                 body, content_type = decode(file, data)
-            except _Skip as exc:
+            except Skip as exc:
                 self.skip(file, str(exc))
                 continue
             updated_at = _epoch(st.st_mtime_ns)
@@ -440,62 +367,9 @@ class _Reader:
             self.on_skip()
 
 
-class _ReusingEmbedder:
-    """The store's embedder, handing back the stored vector of a chunk text a document had before.
-
-    Before a changed document is written, its chunks' current vectors of this
-    model are loaded by hash; chunk texts found there are not embedded again.
-    A document's vectors are dropped once its batch is committed.
-    """
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.model, self.dims = inner.model, inner.dims
-        self.cache: dict[str, np.ndarray] = {}
-        self.by_document: dict[str, list[str]] = {}
-        self.reused = 0
-
-    def remember(self, document_id: str) -> None:
-        query: Any = (
-            ChunkVector.select(Chunk.hash, ChunkVector.embedding)
-            .join(Chunk, on=(ChunkVector.chunk == Chunk.id))
-            .join(Embedding, on=(Embedding.chunk == Chunk.id))
-            .where(
-                (Chunk.document == document_id)
-                & (Embedding.model == self.model)
-                & (Embedding.hash == Chunk.hash)
-            )
-            .tuples()
-        )
-        hashes = []
-        for digest, vector in query:
-            if vector is not None and len(vector) == self.dims:
-                self.cache[digest] = np.asarray(vector, dtype=np.float32)
-                hashes.append(digest)
-        self.by_document[document_id] = hashes
-
-    def forget(self, document_id: str) -> None:
-        for digest in self.by_document.pop(document_id, ()):
-            self.cache.pop(digest, None)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not self.cache:
-            return embed_texts(self.inner, texts)
-        found = [self.cache.get(chunk_hash(text)) for text in texts]
-        missing = [i for i, vector in enumerate(found) if vector is None]
-        matrix = np.empty((len(texts), self.dims), dtype=np.float32)
-        if missing:
-            matrix[missing] = embed_texts(self.inner, [texts[i] for i in missing])
-        for i, vector in enumerate(found):
-            if vector is not None:
-                matrix[i] = vector
-        self.reused += len(texts) - len(missing)
-        return matrix
-
-
 def _ingest(
     reader: _Reader,
-    embedder: _ReusingEmbedder | None,
+    embedder: ReusingEmbedder | None,
     report: SyncReport,
     batch_size: int,
     max_tokens: int,
@@ -555,7 +429,7 @@ def _dry_run(
         try:
             data, st = read_file(file, max_bytes, follow_symlinks)
             body, _ = decode(file, data)
-        except _Skip as exc:
+        except Skip as exc:
             report.skipped.append((file.source_id, str(exc)))
             continue
         row = stored.get(file.source_id)
