@@ -23,6 +23,7 @@ from peewee import Database, ModelIndex
 
 from .backends import backend_for
 from .errors import SchemaVersionError
+from .identifiers import quote_identifier
 from .models import MODELS, bound_database
 
 __all__ = [
@@ -99,7 +100,7 @@ def run_migrations(db: Database | None = None) -> MigrationResult:
         # A damaged file can still list its tables: read a row of each, so that
         # "already up to date" is never said of a database that cannot be read.
         for table in CONTRACT_TABLES:
-            db.execute_sql(f'SELECT * FROM "{table}" LIMIT 1').fetchall()
+            db.execute_sql(f"SELECT * FROM {quote_identifier(table)} LIMIT 1").fetchall()
         result = MigrationResult(version=max(stored, 1), created=created)
         for target in range(max(stored, 1) + 1, SCHEMA_VERSION + 1):
             log.info("upgrading %s to schema version %d", backend.location, target)

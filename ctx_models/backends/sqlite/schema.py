@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...identifiers import quote_identifier
 from ...schema import CONTRACT_TABLES
 
 __all__ = ["describe_schema", "reference_schema", "schema_differences"]
@@ -26,20 +27,23 @@ def describe_schema(conn: Any) -> dict[str, Any]:
             continue
         columns = [
             (name, decl_type, bool(notnull) and not pk, default, pk)
-            for _, name, decl_type, notnull, default, pk in execute(f'PRAGMA table_info("{table}")')
+            for _, name, decl_type, notnull, default, pk in execute(f"PRAGMA table_info({quote_identifier(table)})")
         ]
         indexes = {}
-        for _, name, unique, origin, partial in execute(f'PRAGMA index_list("{table}")'):
+        for _, name, unique, origin, partial in execute(f"PRAGMA index_list({quote_identifier(table)})"):
+            # The index's name is another program's (any text, NUL included): a parameter.
             info = tuple(
                 (col, bool(desc), coll)
-                for _, _, col, desc, coll, key in execute(f'PRAGMA index_xinfo("{name}")')
+                for _, _, col, desc, coll, key in execute(
+                    "SELECT * FROM pragma_index_xinfo(?)", (name,)
+                )
                 if key
             )
             indexes[name] = (bool(unique), origin, bool(partial), info)
         foreign_keys = sorted(
             (src, ref_table, dst, on_update, on_delete, match)
             for _, _, ref_table, src, dst, on_update, on_delete, match in execute(
-                f'PRAGMA foreign_key_list("{table}")'
+                f"PRAGMA foreign_key_list({quote_identifier(table)})"
             )
         )
         description[table] = {"columns": columns, "indexes": indexes, "foreign_keys": foreign_keys}
