@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, integrity, search, snippets, store
+from . import __version__, integrity, outputs, search, snippets, store
 from .backends import backend_for, connect
 from .backends import is_url as backends_is_url
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
@@ -148,10 +148,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out in (None, "-"):
         count = store.export(sys.stdout, source=args.source)
     else:
-        out = Path(args.out)
+        out = Path(args.out).expanduser()
+        where = _where(args)
+        if isinstance(where, Path):
+            outputs.refuse_database_files(out, where, "export")
+        outputs.refuse_existing(out, args.force)
+        mode = outputs.file_mode(where) if isinstance(where, Path) else outputs.new_file_mode()
         try:
-            with out.open("w", encoding="utf-8") as fh:
-                count = store.export(fh, source=args.source)
+            with outputs.replaced_atomically(out, mode=mode, tag="export") as partial:
+                with partial.open("w", encoding="utf-8") as fh:
+                    count = store.export(fh, source=args.source)
         except OSError as exc:
             raise CtxModelsError(f"cannot write {out}: {exc.strerror}") from None
         print(f"exported {count} documents to {out}", file=sys.stderr)
@@ -496,7 +502,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Write every document (or one source's) with its chunks as JSON Lines, streamed from "
         "one snapshot.",
     )
-    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write to FILE instead of stdout (through a temporary file and a rename; never "
+        "the database, never an existing file unless --force)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE if it exists (a symbolic link is replaced, not written through)",
+    )
     p.add_argument("--source", help="only this source")
     p.set_defaults(handler=cmd_export)
 

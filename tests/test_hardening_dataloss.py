@@ -17,6 +17,31 @@ import pytest
 import ctx_models
 from ctx_models import store
 
+
+@pytest.fixture(autouse=True)
+def _close_cli_connections() -> Iterator[None]:
+    """The CLI opens (and binds) its own connection: close it after each test."""
+    yield
+    try:
+        ctx_models.bound_database().close()
+    except ctx_models.CtxModelsError:
+        pass
+
+
+def _closing(run_cli: Any) -> Any:
+    """``run_cli`` that closes the connection the CLI left bound, so its -wal and -shm go."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        result = run_cli(*argv)
+        try:
+            ctx_models.bound_database().close()
+        except ctx_models.CtxModelsError:
+            pass
+        return result
+
+    return run
+
+
 # --------------------------------------------------------------------------- names with quotes
 
 
@@ -113,3 +138,100 @@ def test_export_reads_each_body_once_however_many_chunks_it_has(db, monkeypatch)
         "\n", ""
     ).replace(" ", "")[:50]
     assert [c["text"] for c in exported[1]["chunks"]] == ["a short body"]
+
+
+# --------------------------------------------------------------------------- export --out
+
+
+@pytest.fixture
+def small_store(db_path: Path) -> Path:
+    """A SQLite store with two documents, its connection closed (as the CLI finds it)."""
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations(database)
+    store.ingest("s", "a", "first body\n\nwith two paragraphs")
+    store.ingest("s", "b", "second body")
+    database.close()
+    return db_path
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _one_line_error(code: int, out: str, err: str) -> str:
+    assert code == 1 and out == "", out + err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+@pytest.mark.parametrize("force", [False, True])
+def test_export_refuses_the_database_and_its_files_by_name(
+    small_store: Path, run_cli, suffix: str, force: bool
+) -> None:
+    run_cli = _closing(run_cli)
+    before = _files(small_store.parent)
+    out = f"{small_store}{suffix}"
+    err = _one_line_error(
+        *run_cli("export", "--db", str(small_store), "--out", out, *(["--force"] * force))
+    )
+    assert "is the database" in err
+    assert _files(small_store.parent) == before
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "symlinked-directory"])
+def test_export_refuses_the_database_through_links(small_store: Path, tmp_path: Path, run_cli, link: str) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    if link == "symlink":
+        out = other / "out.jsonl"
+        out.symlink_to(small_store)
+    elif link == "hardlink":
+        out = other / "out.jsonl"
+        out.hardlink_to(small_store)
+    else:
+        (other / "d").symlink_to(small_store.parent, target_is_directory=True)
+        out = other / "d" / small_store.name
+    before = small_store.read_bytes()
+    for extra in ([], ["--force"]):
+        err = _one_line_error(*run_cli("export", "--db", str(small_store), "--out", str(out), *extra))
+        assert "is the database" in err
+    assert small_store.read_bytes() == before
+    # A link to the database's WAL file, which need not exist now, is refused as well.
+    wal_link = other / "wal.jsonl"
+    wal_link.symlink_to(f"{small_store}-wal")
+    _one_line_error(*run_cli("export", "--db", str(small_store), "--out", str(wal_link), "--force"))
+    assert not Path(f"{small_store}-wal").exists() or Path(f"{small_store}-wal").stat().st_size == 0
+
+
+def test_export_over_a_symlink_with_force_replaces_the_link_not_its_target(
+    small_store: Path, tmp_path: Path, run_cli
+) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    out = tmp_path / "out.jsonl"
+    out.symlink_to(precious)
+    err = _one_line_error(*run_cli("export", "--db", str(small_store), "--out", str(out)))
+    assert "exists" in err and "--force" in err
+    code, _, err = run_cli("export", "--db", str(small_store), "--out", str(out), "--force")
+    assert code == 0, err
+    assert precious.read_text() == "keep me\n"
+    assert not out.is_symlink()
+    assert [json.loads(line)["source_id"] for line in out.read_text().splitlines()] == ["a", "b"]
+
+
+def test_export_leaves_no_temporary_file_and_an_existing_output_whole_on_failure(
+    small_store: Path, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("the old export\n")
+
+    def failing(fp: Any, source: Any = None) -> int:
+        fp.write("half of an export")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "export", failing)
+    code, _, err = run_cli("export", "--db", str(small_store), "--out", str(out), "--force")
+    assert code == 1 and "No space left" in err and str(out) in err, err
+    assert out.read_text() == "the old export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.jsonl"]
