@@ -335,7 +335,11 @@ def cmd_copy(args: argparse.Namespace) -> int:
     source_where = args.source if backends_is_url(args.source) else Path(args.source)
     dest_where = args.dest if backends_is_url(args.dest) else Path(args.dest)
     source = connect(source_where, bind_models=False, create=False)
+    new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
     dest = connect(dest_where, bind_models=False)
+    if new_file and isinstance(source_where, Path):
+        # Before a row is copied: the copy is as private as the store it copies.
+        outputs.give_mode(Path(dest_where), outputs.file_mode(source_where))
     report = copy_store(
         source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
     )

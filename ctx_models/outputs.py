@@ -26,6 +26,7 @@ __all__ = [
     "refuse_database_files",
     "refuse_existing",
     "file_mode",
+    "give_mode",
     "new_file_mode",
     "replaced_atomically",
     "remove_abandoned",
@@ -74,6 +75,13 @@ def refuse_existing(target: Path, force: bool) -> None:
 def file_mode(path: Path) -> int:
     """The permission bits of ``path``, for a copy of it to get the same."""
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def give_mode(database: Path, mode: int) -> None:
+    """Set the permission bits of a database file and of the sidecar files SQLite has made."""
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_SIDECARS)):
+        with suppress(FileNotFoundError):
+            os.chmod(path, mode)
 
 
 def new_file_mode() -> int:

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
+import resource
+import signal
 import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +243,230 @@ def test_export_leaves_no_temporary_file_and_an_existing_output_whole_on_failure
     assert code == 1 and "No space left" in err and str(out) in err, err
     assert out.read_text() == "the old export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.jsonl"]
+
+
+# --------------------------------------------------------------------------- backup DEST
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("CTX_MODELS_DB", None)
+    return env
+
+
+def _python(code: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True, text=True, env=_env(), timeout=300, **kwargs,
+    )
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+def test_backup_refuses_the_database_and_its_files_even_with_force(
+    small_store: Path, run_cli, suffix: str
+) -> None:
+    run_cli = _closing(run_cli)
+    before = _files(small_store.parent)
+    err = _one_line_error(*run_cli("backup", f"{small_store}{suffix}", "--force", "--db", str(small_store)))
+    assert "is the database" in err
+    assert _files(small_store.parent) == before
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_backup_refuses_a_link_to_the_database(small_store: Path, tmp_path: Path, run_cli, link: str) -> None:
+    run_cli = _closing(run_cli)
+    dest = tmp_path / "backup.sqlite"
+    if link == "symlink":
+        dest.symlink_to(small_store)
+    else:
+        dest.hardlink_to(small_store)
+    before = small_store.read_bytes()
+    err = _one_line_error(*run_cli("backup", str(dest), "--force", "--db", str(small_store)))
+    assert "is the database" in err
+    assert small_store.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.sqlite", "data"]
+
+
+def test_backup_over_the_live_database_loses_no_commit_of_another_writer(
+    small_store: Path, tmp_path: Path
+) -> None:
+    """The issue's case: `backup DB --force` beside a writer reported "clean" while the writer's
+    commits went into the unlinked file. Now it is refused and every commit is there."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys, ctx_models
+            from ctx_models import store
+            ctx_models.connect(sys.argv[1], create=False)
+            for n in range(200):
+                store.set_checkpoint(f"w{n}", n)
+                if n == 0:
+                    print("writing", flush=True)
+                    sys.stdin.readline()
+            print("done", flush=True)
+            """
+        ), str(small_store)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    backup = subprocess.run(
+        [sys.executable, "-m", "ctx_models", "backup", str(small_store), "--force", "--db", str(small_store)],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )
+    out, err = writer.communicate("go\n", timeout=120)
+    assert (writer.returncode, out.strip()) == (0, "done"), err
+    assert backup.returncode == 1 and "is the database" in backup.stderr, backup.stdout + backup.stderr
+    conn = sqlite3.connect(small_store)
+    assert conn.execute("SELECT count(*) FROM checkpoints WHERE source LIKE 'w%'").fetchone()[0] == 200
+    conn.close()
+
+
+@pytest.mark.parametrize("sidecar", ["-wal", "-journal"])
+def test_backup_refuses_a_journal_beside_dest_and_deletes_nothing(
+    small_store: Path, tmp_path: Path, run_cli, sidecar: str
+) -> None:
+    run_cli = _closing(run_cli)
+    dest = tmp_path / "backup.sqlite"
+    dest.write_bytes(b"an old backup")
+    journal = Path(f"{dest}{sidecar}")
+    journal.write_bytes(b"its journal")
+    err = _one_line_error(*run_cli("backup", str(dest), "--force", "--db", str(small_store)))
+    assert str(journal) in err
+    assert dest.read_bytes() == b"an old backup" and journal.read_bytes() == b"its journal"
+
+
+def test_backup_leaves_the_files_of_others_named_like_its_temporary_ones(
+    small_store: Path, tmp_path: Path, run_cli
+) -> None:
+    """The old backup wrote to DEST.partial, deleting whatever was there first."""
+    run_cli = _closing(run_cli)
+    dest = tmp_path / "backup.sqlite"
+    mine = {f"{dest.name}.partial": b"someone's file", f"{dest.name}.partial-wal": b"and its wal"}
+    for name, content in mine.items():
+        (tmp_path / name).write_bytes(content)
+    code, out, err = run_cli("backup", str(dest), "--db", str(small_store))
+    assert code == 0, err
+    for name, content in mine.items():
+        assert (tmp_path / name).read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", dest.name, *mine])
+
+
+KILLED_MID_BACKUP = """
+    import os, signal, sys
+    from pathlib import Path
+    from ctx_models import outputs
+    target = Path(sys.argv[1])
+    with outputs.replaced_atomically(target, mode=0o600, tag="backup") as partial:
+        partial.write_bytes(b"half a backup")
+        Path(str(partial) + "-journal").write_bytes(b"its journal")
+        print(partial, flush=True)
+        if sys.argv[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        sys.stdin.readline()  # a backup still running, until told to stop
+        raise SystemExit(0)  # stopped: its temporary file goes
+"""
+
+
+def test_a_backup_killed_midway_leaves_a_temporary_file_the_next_backup_removes(
+    small_store: Path, tmp_path: Path, run_cli, caplog
+) -> None:
+    dest = tmp_path / "backup.sqlite"
+    killed = _python(KILLED_MID_BACKUP, str(dest), "kill")
+    assert killed.returncode == -signal.SIGKILL
+    leftover = Path(killed.stdout.strip())
+    assert leftover.parent == tmp_path and leftover.name.startswith("backup.sqlite.backup-")
+    assert leftover.exists() and Path(f"{leftover}-journal").exists()
+    # One being written right now by a live process is left alone.
+    running = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_MID_BACKUP), str(dest), "wait"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert running.stdout is not None
+    live = Path(running.stdout.readline().strip())
+    try:
+        run_cli = _closing(run_cli)
+        with caplog.at_level(logging.WARNING, logger="ctx_models.outputs"):
+            code, out, err = run_cli("backup", str(dest), "--db", str(small_store))
+        assert code == 0, err
+        assert not leftover.exists() and not Path(f"{leftover}-journal").exists()
+        assert any(str(leftover) in r.getMessage() for r in caplog.records)
+        assert live.exists()
+    finally:
+        running.communicate("", timeout=60)
+    assert running.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.sqlite", "data"]
+
+
+def test_an_interrupted_backup_leaves_no_temporary_file(
+    small_store: Path, tmp_path: Path, monkeypatch
+) -> None:
+    database = ctx_models.connect(small_store)
+    real = database.connection()
+
+    class Interrupting:
+        def backup(self, target: Any, **kwargs: Any) -> None:
+            real.backup(target, **kwargs)
+            raise KeyboardInterrupt  # Ctrl-C, or the CLI's SIGTERM, as the copy ends
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    monkeypatch.setattr(database, "connection", lambda: Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        store.backup(tmp_path / "backup.sqlite")
+    monkeypatch.undo()
+    database.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_full_disk_under_a_backup_names_the_backup_not_the_database(
+    small_store: Path, tmp_path: Path
+) -> None:
+    """A real process whose files may not grow past 48 KB (RLIMIT_FSIZE; the database's 32 KB
+    shared-memory file fits): the copy cannot be written, the database is only read."""
+    store_ = ctx_models.connect(small_store)
+    store.ingest("s", "big", "\n\n".join(f"paragraph {n} " + "filler " * 300 for n in range(60)))
+    store_.close()
+    assert small_store.stat().st_size > 128 * 1024
+    dest = tmp_path / "backup.sqlite"
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-B", "-m", "ctx_models", "backup", str(dest), "--db", str(small_store)],
+        capture_output=True, text=True, env=_env(), timeout=120, preexec_fn=limited,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"the backup {dest}" in result.stderr and str(small_store) not in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# --------------------------------------------------------------------------- permission bits
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_backups_exports_and_copies_get_the_database_files_permission_bits(
+    small_store: Path, tmp_path: Path, run_cli, mode: int
+) -> None:
+    run_cli = _closing(run_cli)
+    small_store.chmod(mode)
+    previous = os.umask(0o022)
+    try:
+        code, _, err = run_cli("backup", str(tmp_path / "backup.sqlite"), "--db", str(small_store))
+        assert code == 0, err
+        code, _, err = run_cli("export", "--out", str(tmp_path / "export.jsonl"), "--db", str(small_store))
+        assert code == 0, err
+        code, _, err = run_cli("copy", str(small_store), str(tmp_path / "copy" / "copy.sqlite"))
+        assert code == 0, err
+        code, _, err = run_cli("backup", str(tmp_path / "backup.sqlite"), "--force", "--db", str(small_store))
+        assert code == 0, err
+    finally:
+        os.umask(previous)
+    for made in ("backup.sqlite", "export.jsonl", "copy/copy.sqlite"):
+        assert stat.S_IMODE((tmp_path / made).stat().st_mode) == mode, made

@@ -10,8 +10,8 @@ from typing import IO, Any
 
 from peewee import chunked
 
+from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..errors import ValidationError
 from ..fields import from_epoch
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
@@ -178,16 +178,14 @@ def backup(dest: str | os.PathLike[str], *, overwrite: bool = False) -> CheckRep
     """Copy the database to ``dest`` consistently while others may write, then check the copy.
 
     The copy is written beside ``dest`` and renamed into place when whole, so
-    ``dest`` never holds half a backup. Returns the copy's integrity report.
+    ``dest`` never holds half a backup; ``dest`` is never the database itself
+    (or one of its files, or a link to them). Returns the copy's integrity report.
     """
     from ..integrity import check
 
     db = bound_database()
     target = Path(dest).expanduser()
-    if target.exists() and not overwrite:
-        raise ValidationError(f"{target} exists; choose another file, or overwrite it (--force)")
-    if target.is_dir():
-        raise ValidationError(f"{target} is a directory; give the path of the file to write")
+    outputs.refuse_existing(target, overwrite)
     backend_for(db).backup(target)
     copy = connect(target, bind_models=False, create=False)
     try:
