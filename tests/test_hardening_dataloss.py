@@ -470,3 +470,106 @@ def test_backups_exports_and_copies_get_the_database_files_permission_bits(
         os.umask(previous)
     for made in ("backup.sqlite", "export.jsonl", "copy/copy.sqlite"):
         assert stat.S_IMODE((tmp_path / made).stat().st_mode) == mode, made
+
+
+# --------------------------------------------------------------------------- the file replaced under a writer
+
+
+def _replace(path: Path, how: str, tmp_path: Path) -> None:
+    """Delete the database file, or put another one in its place, as a user or a restore would."""
+    if how == "deleted":
+        path.unlink()
+        return
+    other = tmp_path / f"other-{how}.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"VACUUM INTO '{other}'")  # a whole copy, as a restored backup is
+    conn.close()
+    if how == "replaced":
+        os.replace(other, path)
+    else:  # moved away with its WAL and shared memory, and a copy put in its place
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                Path(f"{path}{suffix}").rename(tmp_path / f"moved.sqlite{suffix}")
+        other.rename(path)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced", "moved"])
+def test_a_write_to_a_database_file_deleted_or_replaced_while_open_fails_with_our_error(
+    db_path: Path, tmp_path: Path, how: str
+) -> None:
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations()
+    store.ingest("s", "before", "written before")
+    _replace(db_path, how, tmp_path)
+    for write in (
+        lambda: store.ingest("s", "after", "written after"),
+        lambda: store.set_checkpoint("s", 5),
+        lambda: store.delete_source("s"),
+    ):
+        with pytest.raises(ctx_models.DatabaseError, match="deleted or replaced while open"):
+            write()
+    database.close()
+    if how != "deleted":
+        # The file there now is whole, and nothing went into it or into the old one.
+        conn = sqlite3.connect(db_path)
+        assert conn.execute("SELECT source_id FROM documents").fetchall() == [("before",)]
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
+        conn.close()
+    # Reopened, the file that is there now is used.
+    ctx_models.connect(db_path)
+    ctx_models.run_migrations()
+    store.ingest("s", "reopened", "written after reopening")
+    ctx_models.bound_database().close()
+
+
+def test_a_transaction_open_while_the_file_is_replaced_is_not_committed(db_path: Path, tmp_path: Path) -> None:
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations()
+    store.ingest("s", "before", "written before")
+    with pytest.raises(ctx_models.DatabaseError, match="deleted or replaced"):
+        with database.atomic("IMMEDIATE"):
+            ctx_models.Checkpoint.insert(source="inside", cursor=1, updated_at=1).execute()
+            _replace(db_path, "moved", tmp_path)
+    database.close()
+    for path in (db_path, tmp_path / "moved.sqlite"):  # the file there now, the one moved away
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0, path
+        assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 1, path
+        conn.close()
+
+
+REPLACED_WRITER = """
+    import sys, ctx_models
+    from ctx_models import store
+    ctx_models.connect(sys.argv[1], create=False)
+    store.ingest("w", "first", "the first commit")
+    print("writing", flush=True)
+    sys.stdin.readline()  # the test replaces the file meanwhile
+    try:
+        for n in range(20):
+            store.ingest("w", f"after-{n}", "a commit after the file was replaced")
+    except ctx_models.CtxModelsError as exc:
+        print(f"error: {exc}", flush=True)
+        sys.exit(1)
+    print("wrote 20 documents", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_writer_process_stops_when_its_database_file_is_deleted_or_replaced(
+    small_store: Path, tmp_path: Path, how: str
+) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(REPLACED_WRITER), str(small_store)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    _replace(small_store, how, tmp_path)
+    out, err = writer.communicate("go on\n", timeout=120)
+    assert writer.returncode == 1, out + err
+    assert "was deleted or replaced while open" in out and str(small_store) in out, out + err
+    if how == "replaced":
+        conn = sqlite3.connect(small_store)
+        ids = [row[0] for row in conn.execute("SELECT source_id FROM documents WHERE source = 'w'")]
+        conn.close()
+        assert ids == ["first"]

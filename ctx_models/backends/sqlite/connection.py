@@ -25,6 +25,7 @@ __all__ = [
     "translate_errors",
     "sqlite_error_name",
     "ContextDatabase",
+    "FileConnection",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
@@ -159,13 +160,75 @@ def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
     return DatabaseError(f"cannot {action} {path}: {message}")
 
 
+class FileConnection(sqlite3.Connection):
+    """sqlite3's connection, remembering which file (path, device, inode) it opened."""
+
+    opened: tuple[str, int, int] | None = None
+
+
 class ContextDatabase(SqliteDatabase):
-    """peewee's ``SqliteDatabase``, whose rollback is a no-op once SQLite has rolled back itself.
+    """peewee's ``SqliteDatabase``, that notices its file being replaced, and whose rollback
+    is a no-op once SQLite has rolled back itself.
+
+    A database file deleted or replaced (a restore, ``mv``, ``backup --force`` by
+    another program) while a connection is open leaves the connection on the
+    old, unlinked file: what it commits is lost with it. So each transaction
+    compares the file at the path with the one opened (one ``stat``, at BEGIN
+    and again before COMMIT; before a statement outside a transaction) and
+    fails with our error when they differ.
 
     On some errors (a full disk, an interrupt) SQLite ends the transaction on
     its own; peewee's rollback would then fail with "cannot rollback - no
     transaction is active" and hide the real error.
     """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("factory", FileConnection)
+        super().__init__(database, *args, **kwargs)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        if isinstance(conn, FileConnection) and self.database not in (":memory:", ""):
+            path = os.path.abspath(self.database)  # as opened: later chdir() changes nothing
+            try:
+                found = os.stat(path)
+            except OSError:
+                return conn  # not a plain file path (a URI): nothing to compare
+            conn.opened = (path, found.st_dev, found.st_ino)
+        return conn
+
+    def check_file(self) -> None:
+        """Raise DatabaseError when the file at the path is no longer the one this connection opened."""
+        opened = getattr(self.connection(), "opened", None)
+        if opened is None:
+            return
+        path, device, inode = opened
+        try:
+            found = os.stat(path)
+            same = (found.st_dev, found.st_ino) == (device, inode)
+        except OSError:
+            same = False
+        if not same:
+            raise DatabaseError(
+                f"the database file {path} was deleted or replaced while open; nothing of "
+                "this transaction was kept. Reopen it (run the command again) to use the "
+                "file that is there now"
+            )
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        # A statement outside a transaction commits by itself (set_checkpoint's upsert).
+        if not self.connection().in_transaction:
+            self.check_file()
+        return super().execute_sql(sql, params)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        self.check_file()
+        super().begin(lock_type)
+
+    def commit(self) -> None:
+        # A failing commit is rolled back by peewee's transaction, which re-raises.
+        self.check_file()
+        super().commit()
 
     def rollback(self) -> None:
         if not self.is_closed() and not self.connection().in_transaction:
