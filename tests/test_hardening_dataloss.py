@@ -573,3 +573,103 @@ def test_a_writer_process_stops_when_its_database_file_is_deleted_or_replaced(
         ids = [row[0] for row in conn.execute("SELECT source_id FROM documents WHERE source = 'w'")]
         conn.close()
         assert ids == ["first"]
+
+
+# --------------------------------------------------------------------------- two embeds at once
+
+
+CONCURRENT_EMBED = """
+    import os, sys, time, ctx_models
+    from ctx_models import store
+    from ctx_models.embedders import embedder_for_model
+    path, model, mine, theirs, chunks = sys.argv[1:]
+    ctx_models.connect(path, create=False)
+    inner = embedder_for_model(model)
+
+    class Counted:
+        # The hashing model, counting the texts it embeds; the first batch waits until the
+        # other process has started its own, so that the two runs overlap.
+        model, dims = inner.model, inner.dims
+        texts = 0
+
+        def embed(self, texts):
+            if Counted.texts == 0:
+                open(mine, "w").close()
+                deadline = time.monotonic() + 120
+                while not os.path.exists(theirs) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            Counted.texts += len(texts)
+            if Counted.texts > int(chunks):
+                print(f"embedded {Counted.texts} texts for {chunks} chunks", flush=True)
+                sys.exit(3)
+            return inner.embed(texts)
+
+    done = store.embed_pending(Counted(), batch_size=4)
+    print(done, Counted.texts, flush=True)
+"""
+
+
+def test_two_embeds_with_different_models_at_once_both_finish_embedding_each_chunk_once(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """Two processes, hashing-v1-8 and hashing-v1-16, on one store: each embeds every chunk
+    pending for its model when it started once, and both end (they used to replace each
+    other's embeddings forever)."""
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations()
+    store.ingest_many(
+        [{"source": "s", "source_id": f"d{n}", "body": f"document {n}\n\nsecond part {n}"} for n in range(60)],
+        max_tokens=4,
+    )
+    chunk_ids = {row[0] for row in database.execute_sql("SELECT id FROM chunks")}
+    database.close()
+    assert len(chunk_ids) >= 120
+    flags = {model: tmp_path / f"{model}.started" for model in ("hashing-v1-8", "hashing-v1-16")}
+    processes = {
+        model: subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(CONCURRENT_EMBED), str(db_path), model,
+             str(flags[model]), str(flags[other]), str(len(chunk_ids))],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        )
+        for model, other in (("hashing-v1-8", "hashing-v1-16"), ("hashing-v1-16", "hashing-v1-8"))
+    }
+    results = {model: process.communicate(timeout=300) for model, process in processes.items()}
+    for model, (out, err) in results.items():
+        assert processes[model].returncode == 0, (model, out, err)
+        done, texts = map(int, out.split())
+        assert (done, texts) == (len(chunk_ids), len(chunk_ids)), model
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute(
+        "SELECT e.chunk_id, e.model, e.hash = c.hash, length(v.embedding) / 4 FROM embeddings e "
+        "JOIN chunks c ON c.id = e.chunk_id JOIN chunk_vectors v ON v.chunk_id = e.chunk_id"
+    ).fetchall()
+    conn.close()
+    # Every chunk has a current embedding of a model that ran, with a vector of that model's size.
+    assert {row[0] for row in rows} == chunk_ids
+    assert all(current and model in flags and dims == int(model.rsplit("-", 1)[1])
+               for _, model, current, dims in rows)
+
+
+def test_two_cli_embeds_with_different_models_both_end_and_say_how_many_they_embedded(
+    db_path: Path,
+) -> None:
+    database = ctx_models.connect(db_path)
+    ctx_models.run_migrations()
+    store.ingest_many(
+        [{"source": "s", "source_id": f"d{n}", "body": f"document {n}\n\nsecond part {n}"} for n in range(150)],
+        max_tokens=4,
+    )
+    chunks = database.execute_sql("SELECT count(*) FROM chunks").fetchone()[0]
+    database.close()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ctx_models", "embed", "--db", str(db_path), "--model", model,
+             "--yes", "--batch-size", "8", "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        )
+        for model in ("hashing-v1-8", "hashing-v1-16")
+    ]
+    for process, model in zip(processes, ("hashing-v1-8", "hashing-v1-16")):
+        out, err = process.communicate(timeout=300)
+        assert (process.returncode, err) == (0, ""), out + err
+        assert out.strip() == f"embedded {chunks} chunk(s) with {model}"
