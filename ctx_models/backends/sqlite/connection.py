@@ -187,7 +187,7 @@ class ContextDatabase(SqliteDatabase):
         super().__init__(database, *args, **kwargs)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = super()._connect()
+        conn = super()._connect()  # type: ignore[misc]  # peewee types lack _connect
         if isinstance(conn, FileConnection) and self.database not in (":memory:", ""):
             path = os.path.abspath(self.database)  # as opened: later chdir() changes nothing
             try:
