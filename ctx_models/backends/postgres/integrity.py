@@ -14,7 +14,7 @@ from typing import Any
 
 from ...fields import MAX_EPOCH
 from ...identifiers import quote_identifier as q
-from ...integrity import Check
+from ..base import Check
 from .schema import schema_problems
 
 __all__ = ["PostgresIntegrity"]

@@ -16,7 +16,7 @@ import peewee
 from peewee import SqliteDatabase
 
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
-from ...models import bind
+from ...models import SCHEMA_VERSION, bind
 
 __all__ = [
     "connect",
@@ -272,7 +272,6 @@ def connect(
     returned database. A database written by a newer ctx_models is refused
     before anything in it is touched.
     """
-    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
 
     raw = os.fspath(path)
     if raw == ":memory:":

@@ -11,8 +11,8 @@ from peewee import Database
 
 from ...fields import MAX_EPOCH
 from ...identifiers import quote_identifier as q
-from ...integrity import RE_EMBED, Check
 from ...models import ChunkFTS
+from ..base import RE_EMBED, Check
 from .schema import describe_schema, schema_differences
 
 __all__ = ["SQLiteIntegrity"]
