@@ -155,6 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         outputs.refuse_existing(out, args.force)
         mode = outputs.file_mode(where) if isinstance(where, Path) else outputs.new_file_mode()
         try:
+            outputs.remove_abandoned(out, "export")
             with outputs.replaced_atomically(out, mode=mode, tag="export") as partial:
                 with partial.open("w", encoding="utf-8") as fh:
                     count = store.export(fh, source=args.source)

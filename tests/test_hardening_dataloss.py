@@ -24,6 +24,7 @@ import pytest
 
 import ctx_models
 from ctx_models import store
+from ctx_models.identifiers import quote_identifier
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +86,29 @@ def test_check_and_init_read_tables_and_indexes_named_with_quotes_and_spaces(
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     assert {name, "t " + name} <= names
+
+
+@pytest.mark.backends("postgres")
+def test_check_and_init_read_an_index_named_with_quotes_on_postgresql(db, raw, location, run_cli) -> None:
+    store.ingest("s", "a", "words about quoting")
+    for name in ODD_NAMES[:3]:
+        raw.execute(f"CREATE INDEX {_quoted(name)} ON chunks (hash)")
+    code, out, err = run_cli("check", "--db", location)
+    assert (code, err) == (0, ""), out + err
+    code, out, err = run_cli("init", "--db", location)
+    assert (code, err) == (0, ""), out + err
+    assert "already up to date" in out
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_quote_identifier_makes_a_name_sqlite_reads_back_as_written(name: str) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"CREATE TABLE {quote_identifier(name)} ({quote_identifier(name + ' col')})")
+    assert conn.execute("SELECT name FROM sqlite_master").fetchone()[0] == name
+    assert [row[1] for row in conn.execute(f"PRAGMA table_info({quote_identifier(name)})")] == [name + " col"]
+    conn.close()
+    with pytest.raises(ValueError, match="NUL"):
+        quote_identifier("a\x00b")
 
 
 # --------------------------------------------------------------------------- export is linear
@@ -673,3 +697,16 @@ def test_two_cli_embeds_with_different_models_both_end_and_say_how_many_they_emb
         out, err = process.communicate(timeout=300)
         assert (process.returncode, err) == (0, ""), out + err
         assert out.strip() == f"embedded {chunks} chunk(s) with {model}"
+
+
+def test_an_export_removes_the_temporary_file_a_killed_export_left(
+    small_store: Path, tmp_path: Path, run_cli
+) -> None:
+    out = tmp_path / "out.jsonl"
+    killed = _python(KILLED_MID_BACKUP.replace('tag="backup"', 'tag="export"'), str(out), "kill")
+    assert killed.returncode == -signal.SIGKILL
+    leftover = Path(killed.stdout.strip())
+    assert leftover.exists() and leftover.name.startswith("out.jsonl.export-")
+    code, _, err = run_cli("export", "--db", str(small_store), "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.jsonl"]
