@@ -106,7 +106,10 @@ def replaced_atomically(target: Path, *, mode: int, tag: str) -> Iterator[Path]:
         raise ValidationError(f"cannot write {target}: {exc.strerror}") from None
     temporary = Path(name)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until this process ends
+        # Held until this process ends. Where flock is not supported, the file is
+        # never taken for abandoned (remove_abandoned cannot lock it either).
+        with suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield temporary
         os.fsync(fd)  # the same file, whichever descriptor wrote it
         os.chmod(temporary, mode)
