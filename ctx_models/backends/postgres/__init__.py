@@ -186,14 +186,14 @@ class PostgresBackend(Backend):
 
     def sample_vectors(self, dims: int, count: int) -> list[np.ndarray]:
         with self.read_snapshot("measure"):
-            return [
-                ChunkVector.embedding.python_value(stored)
-                for (stored,) in self.db.execute_sql(
-                    "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
-                    "ORDER BY random() LIMIT %s",
-                    (dims, count),
-                ).fetchall()
-            ]
+            rows = self.db.execute_sql(
+                "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
+                "ORDER BY random() LIMIT %s",
+                (dims, count),
+            ).fetchall()
+        # vector_dims() of a NULL is NULL, so every row read holds a vector.
+        decoded = (ChunkVector.embedding.python_value(stored) for (stored,) in rows)
+        return [vector for vector in decoded if vector is not None]
 
     def backup(self, target: Path) -> None:
         raise DatabaseError(
