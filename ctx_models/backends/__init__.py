@@ -18,7 +18,7 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from ..errors import DatabaseError
 from .base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
-from .urls import is_url
+from .urls import is_url, location
 
 __all__ = [
     "Backend",
@@ -42,8 +42,12 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
     ``target`` is a SQLite file path, or a ``postgresql://user@host:5432/dbname``
     URL (with the ``postgres`` extra installed). Options: ``bind_models``,
     ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
-    and ``check_version``; see each backend's ``connect``.
+    and ``check_version``; see each backend's ``connect``. Text that starts like
+    another URL (``sqlite:///x.db``, ``postgresql:/x``) is refused with
+    :class:`~ctx_models.errors.ConfigError` unless a file of that name exists.
     """
+    if isinstance(target, str):
+        target = location(target) if target != ":memory:" else target
     if is_url(target):
         from .postgres.connection import connect as connect_postgres
 
