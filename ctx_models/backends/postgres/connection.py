@@ -79,12 +79,13 @@ def _register_vector_types(conn: Any) -> bool:
 
 
 class _Lost(Exception):
-    """This thread's connection to the server is gone; ``translate_errors`` says so in our words.
+    """Raised inside peewee's calls when this thread's connection is gone; the database's
+    own methods turn it into :class:`ConnectionLostError`.
 
     ``stage`` is where it was noticed: ``"statement"`` (outside a transaction),
     ``"transaction"`` (inside one: the server rolled it back) or ``"commit"`` (the
-    answer to COMMIT never came: kept or not, nobody knows). Not a peewee error, so
-    peewee's exception wrapper passes it on as it is.
+    answer to COMMIT never came: kept or not, nobody knows). Not named like a DB-API
+    error, so peewee's exception wrapper (which goes by class names) lets it through.
     """
 
     def __init__(self, stage: str) -> None:
@@ -194,43 +195,50 @@ class PostgresDatabase(Psycopg3Database):
         return super().cursor(named_cursor)
 
     def connection(self) -> Any:
-        self._ensure_connection()
+        try:
+            self._ensure_connection()
+        except _Lost as lost:
+            raise self._lost_error(lost.stage) from None
         return super().connection()
 
     def _execute_cursor(self, sql: str, params: Any, **cursor_options: Any) -> Any:
         try:
             return super()._execute_cursor(sql, params, **cursor_options)
-        except _Lost:
-            raise
+        except _Lost as lost:
+            raise self._lost_error(lost.stage) from None
         except DRIVER_ERRORS as exc:
             if self.connection_lost():
-                raise _Lost("transaction" if self.in_transaction() else "statement") from exc
+                stage = "transaction" if self.in_transaction() else "statement"
+                raise self._lost_error(stage) from exc
             raise
 
     def begin(self, isolation_level: Any = None) -> None:
         try:
             super().begin(isolation_level)
-        except _Lost:
-            raise
+        except _Lost as lost:
+            raise self._lost_error(lost.stage) from None
         except DRIVER_ERRORS as exc:
             if self.connection_lost():
-                raise _Lost("statement") from exc  # BEGIN did not happen: nothing to lose
+                raise self._lost_error("statement") from exc  # BEGIN did not happen
             raise
 
     def commit(self) -> None:
-        # Never through cursor(): a new connection would "commit" nothing and say so.
+        # Never through cursor(): on a new connection COMMIT would "commit" nothing.
         conn = self._state.conn
         if self._state.closed or conn is None:
             raise peewee.InterfaceError("Cannot commit, database connection not open.")
         if not _alive(conn):
-            raise _Lost("transaction")  # ended before COMMIT was sent: rolled back
+            raise self._lost_error("transaction")  # ended before COMMIT was sent
         try:
             with peewee.__exception_wrapper__:
                 conn.execute("COMMIT")
         except DRIVER_ERRORS as exc:
             if conn.closed:
-                raise _Lost("commit") from exc
+                raise self._lost_error("commit") from exc
             raise
+
+    def _lost_error(self, stage: str) -> ConnectionLostError:
+        return ConnectionLostError(_lost_message(stage, self.url))
 
     def rollback(self) -> None:
         conn = self._state.conn
@@ -306,7 +314,7 @@ def _driver_text(exc: BaseException, secrets: tuple[str, ...]) -> str:
     return scrub(text, secrets)
 
 
-def _lost_message(stage: str, action: str, where: str) -> str:
+def _lost_message(stage: str, where: str, action: str = "") -> str:
     done = {
         "statement": "nothing was written",
         "transaction": "the server rolled back this call's transaction, so nothing of it was kept",
@@ -314,8 +322,9 @@ def _lost_message(stage: str, action: str, where: str) -> str:
         "been kept: check before writing it again",
     }[stage]
     return (
-        f"cannot {action} {where}: the connection to the server was lost (the server restarted, "
-        f"or an administrator ended the session); {done}. The next call connects again"
+        f"{f'cannot {action} ' if action else ''}{where}: the connection to the server was lost "
+        f"(the server restarted, or an administrator ended the session); {done}. The next call "
+        "connects again"
     )
 
 
@@ -326,9 +335,9 @@ def _translated(
         (e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, _Lost)), None
     )
     if lost is not None:
-        return ConnectionLostError(_lost_message(lost.stage, action, where))
+        return ConnectionLostError(_lost_message(lost.stage, where, action))
     if db is not None and getattr(db, "connection_lost", lambda: False)():
-        return ConnectionLostError(_lost_message("transaction", action, where))
+        return ConnectionLostError(_lost_message("transaction", where, action))
     message = _driver_text(exc, secrets)
     state = _sqlstate(exc) or _connect_state(message)
     named = _QUOTED_USER.search(message)
@@ -377,7 +386,12 @@ def _translated(
             "was kept. Free some space and retry"
         )
     if state.startswith("57P"):
-        return ConnectionLostError(_lost_message("statement", action, where))
+        return ConnectionLostError(_lost_message("statement", where, action))
+    if not state and "FATAL:" in message:  # the server answered, and said no
+        return DatabaseError(
+            f"cannot {action} {where}: the server refused the connection "
+            f"({message.split('FATAL:', 1)[1].strip()})"
+        )
     if state.startswith("08") or (not state and "connection" in message.lower()):
         return DatabaseError(
             f"cannot {action} {where}: no connection to the server ({message}); check that it "
