@@ -341,7 +341,8 @@ def _translated(
     message = _driver_text(exc, secrets)
     state = _sqlstate(exc) or _connect_state(message)
     named = _QUOTED_USER.search(message)
-    user = f'user "{named.group(1)}"' if named else "the URL's user"
+    given = getattr(db, "connect_params", {}).get("user")
+    user = f'user "{named.group(1) if named else given}"' if named or given else "the URL's user"
     if state == "28P01-none":
         return DatabaseError(
             f"cannot {action} {where}: the server asks a password of {user} and none was "
@@ -467,7 +468,7 @@ def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: A
     )
     params.setdefault("connect_timeout", str(max(1, int(timeout))))
     db = PostgresDatabase(dbname, display=info.display, secrets=info.secrets, **params)
-    with translate_errors(info.display, "connect to", secrets=info.secrets):
+    with translate_errors(info.display, "connect to", secrets=info.secrets, db=db):
         db.connect(reuse_if_open=True)
         version = db.server_version
     if version and version < 150000:
