@@ -10,6 +10,7 @@ import logging
 import re
 import select
 import struct
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -97,26 +98,44 @@ class _Lost(Exception):
 DRIVER_ERRORS = (*DRIVER_ERRORS, _Lost)
 
 
+# Connections whose server sent its last word (a FATAL message) while they were idle.
+_ENDED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _watch_for_the_end(conn: Any) -> None:
+    """Note a FATAL message that arrives between statements: libpq hands it over as a notice."""
+    ref = weakref.ref(conn)
+
+    def notice(diagnostic: Any) -> None:
+        severity = diagnostic.severity_nonlocalized or diagnostic.severity or ""
+        watched = ref()
+        if watched is not None and severity.upper() in ("FATAL", "PANIC"):
+            _ENDED.add(watched)
+
+    conn.add_notice_handler(notice)
+
+
 def _alive(conn: Any) -> bool:
     """Whether an idle connection still has its server, without a round trip.
 
     A server that ends a session (``pg_terminate_backend``, a restart) sends a
-    last message and closes the socket; an idle connection that has something to
-    read has heard from it. Reading that, as libpq does for notifications, tells
-    a notice from the end.
+    FATAL message, then its process exits and the socket closes. An idle
+    connection that has something to read has heard from it: reading that, as
+    libpq does for notifications, tells a notice from the end, whether or not
+    the socket has closed yet.
     """
-    if conn.closed:
+    if conn.closed or conn in _ENDED:
         return False
     try:
         for _ in range(4):  # the server's last message, then the end of the stream
             readable, _, _ = select.select([conn.fileno()], [], [], 0)
             if not readable:
-                return True
+                break
             conn.pgconn.consume_input()
-            conn.pgconn.is_busy()  # parses what arrived
+            conn.pgconn.is_busy()  # parses what arrived; a FATAL message lands in _ENDED
     except (psycopg.Error, OSError, ValueError):
         return False
-    return not conn.closed
+    return not conn.closed and conn not in _ENDED
 
 
 class PostgresDatabase(Psycopg3Database):
@@ -144,6 +163,7 @@ class PostgresDatabase(Psycopg3Database):
 
     def _connect(self) -> Any:
         conn = super()._connect()
+        _watch_for_the_end(conn)
         try:
             _register_vector_types(conn)
         except psycopg.Error:  # no permission to read the catalog: a query will say so
@@ -176,8 +196,6 @@ class PostgresDatabase(Psycopg3Database):
             if conn.closed:
                 raise _Lost("transaction")
             return
-        if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
-            return  # a transaction begun by hand: never replaced under it
         if _alive(conn):
             return
         log.info("the connection to %s was lost; connecting again", self.url)
@@ -230,7 +248,7 @@ class PostgresDatabase(Psycopg3Database):
         if not _alive(conn):
             raise self._lost_error("transaction")  # ended before COMMIT was sent
         try:
-            with peewee.__exception_wrapper__:
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
                 conn.execute("COMMIT")
         except DRIVER_ERRORS as exc:
             if conn.closed:
@@ -245,9 +263,10 @@ class PostgresDatabase(Psycopg3Database):
         if self._state.closed or conn is None:
             raise peewee.InterfaceError("Cannot rollback, database connection not open.")
         if not _alive(conn):
-            return  # the server rolled back when the connection ended
+            conn.close()  # the server rolled back as the session ended; the next call reconnects
+            return
         try:
-            with peewee.__exception_wrapper__:
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
                 conn.execute("ROLLBACK")
         except DRIVER_ERRORS:
             if not conn.closed:
