@@ -115,6 +115,15 @@ def _watch_for_the_end(conn: Any) -> None:
     conn.add_notice_handler(notice)
 
 
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read, now (poll: select cannot take fds >= 1024)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 def _alive(conn: Any) -> bool:
     """Whether an idle connection still has its server, without a round trip.
 
@@ -128,8 +137,7 @@ def _alive(conn: Any) -> bool:
         return False
     try:
         for _ in range(4):  # the server's last message, then the end of the stream
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
-            if not readable:
+            if not _readable(conn.fileno()):
                 break
             conn.pgconn.consume_input()
             conn.pgconn.is_busy()  # parses what arrived; a FATAL message lands in _ENDED
