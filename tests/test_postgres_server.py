@@ -139,6 +139,29 @@ def test_a_write_call_whose_session_ended_reports_it_and_the_next_write_works(fr
     assert _documents(pg_url, schema) == 0
 
 
+def test_a_database_no_longer_referenced_lets_its_connection_go(pg_url: str) -> None:
+    """A long-lived process that opens databases (``copy`` does, twice) must not keep them all:
+    the backend made for each once held its database for good."""
+    import gc
+
+    from ctx_models.backends import backend_for
+
+    name = f"ctx_release_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}{'&' if '?' in pg_url else '?'}application_name={name}"
+
+    def open_now() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            return conn.execute(query, (name,)).fetchone()[0]
+
+    for _ in range(5):
+        db = ctx_models.connect(url, bind_models=False)
+        backend_for(db).table_names()
+    del db
+    gc.collect()
+    assert open_now() == 0
+
+
 # --------------------------------------------------------------------------- a server of our own
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -32,7 +31,6 @@ __all__ = [
     "translated",
 ]
 
-_BACKENDS: weakref.WeakKeyDictionary[Database, Backend] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -77,12 +75,20 @@ def translated(action: str) -> Callable[[F], F]:
 
 
 def backend_for(db: Database) -> Backend:
-    """The backend of ``db`` (one per database object, made on first use)."""
-    with _LOCK:
-        found = _BACKENDS.get(db)
-        if found is None:
-            found = _BACKENDS[db] = _make(db)
-        return found
+    """The backend of ``db`` (one per database object, made on first use).
+
+    Kept on the database object itself: a weak-keyed table whose values hold
+    their keys (a backend holds its database) would keep every database, and its
+    connection, alive for good.
+    """
+    found: Backend | None = getattr(db, "_ctx_models_backend", None)
+    if found is None:
+        with _LOCK:
+            found = getattr(db, "_ctx_models_backend", None)
+            if found is None:
+                found = _make(db)
+                db._ctx_models_backend = found  # type: ignore[attr-defined]
+    return found
 
 
 def _make(db: Database) -> Backend:
