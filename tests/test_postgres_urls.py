@@ -119,6 +119,8 @@ def _commands(url: str, tmp_path: Path) -> list[tuple[str, ...]]:
         ("copy", url, str(copy)),
         ("copy", "--merge", str(copy), url),
         ("index", "--hnsw", "--db", url),
+        ("delete", "--source", "nothing-here", "--yes", "--db", url),
+        ("backup", str(tmp_path / "backup.sqlite"), "--db", url),  # says: use pg_dump
     ]
 
 
@@ -134,7 +136,9 @@ def test_no_password_shape_is_ever_printed_or_logged(
         code, out, err = run_cli(*argv, "-vv")
         _close_connections()
         seen.append((argv[0], code, out, err))
-        if valid and "127.0.0.1:9" not in argv[-1]:
+        if valid and argv[0] == "backup":
+            assert code == 1 and "pg_dump" in err, err
+        elif valid and "127.0.0.1:9" not in argv[-1]:
             assert code == 0, (argv, err)
         else:
             assert code in (1, 2) and out == "" and err.count("\n") == 1, (argv, out, err)

@@ -2,6 +2,9 @@
 
 The ``postgres`` extra brings the driver (``psycopg[binary]``) and pgvector's
 Python package; without them a URL is refused with the pip command to run.
+The URL is read by ``urls.parse`` and the driver gets keyword arguments, so no
+driver message can echo it; a connection the server ended is replaced before
+the next statement outside a transaction (``PostgresDatabase``).
 """
 
 from __future__ import annotations
