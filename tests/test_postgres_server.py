@@ -9,6 +9,7 @@ session's one is shared): one more embedded server, started once for this module
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -177,6 +178,7 @@ def own_server() -> Iterator[Any]:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     yield server
     server.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _pg_ctl(server: Any, *args: str) -> None:
