@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from . import __version__, integrity, outputs, search, snippets, store
 from .backends import backend_for, connect
-from .backends import is_url as backends_is_url
+from .backends.urls import location
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError
@@ -333,8 +333,8 @@ def _unknown_source(source: str | None) -> str:
 def cmd_copy(args: argparse.Namespace) -> int:
     from .transfer import copy_store
 
-    source_where = args.source if backends_is_url(args.source) else Path(args.source)
-    dest_where = args.dest if backends_is_url(args.dest) else Path(args.dest)
+    source_where = location(args.source)
+    dest_where = location(args.dest)
     source = connect(source_where, bind_models=False, create=False)
     new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
     dest = connect(dest_where, bind_models=False)

@@ -11,6 +11,7 @@ __all__ = [
     "CtxModelsError",
     "ConfigError",
     "DatabaseError",
+    "ConnectionLostError",
     "NotADatabaseError",
     "SchemaVersionError",
     "ValidationError",
@@ -33,6 +34,12 @@ class ConfigError(CtxModelsError):
 
 class DatabaseError(CtxModelsError):
     """The database file cannot be opened, read or written."""
+
+
+class ConnectionLostError(DatabaseError):
+    """The connection to the database server was lost during a call (a server restart, a
+    terminated session); what that call was writing was rolled back, and the next call
+    connects again."""
 
 
 class NotADatabaseError(DatabaseError):

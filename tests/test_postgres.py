@@ -80,7 +80,7 @@ def test_wrong_credentials_and_missing_databases_are_one_line(pg_url: str, run_c
     try:
         ctx_models.connect(wrong).close()
     except ctx_models.DatabaseError as exc:
-        assert "credentials" in str(exc) and "wrong" not in str(exc)
+        assert "authentication failed" in str(exc) and "wrong" not in str(exc)
 
 
 def test_init_twice_records_a_version_postgres_tools_can_read(location: str, run_cli) -> None:

@@ -24,7 +24,7 @@ from ...errors import DatabaseError, QuerySyntaxError
 from ...models import MODELS, ChunkFTS, ChunkVector
 from ..base import Backend, ChunkRow, KeywordAnswer, VectorAnswer
 from . import bulk, keyword, schema, vectors
-from .connection import DRIVER_ERRORS, connect, redact, translate_errors
+from .connection import DRIVER_ERRORS, connect, translate_errors
 from .integrity import PostgresIntegrity
 
 __all__ = ["PostgresBackend", "connect"]
@@ -38,12 +38,14 @@ class PostgresBackend(Backend):
 
     @property
     def location(self) -> str:
-        return redact(str(getattr(self.db, "url", self.db.database)))
+        return str(getattr(self.db, "url", "") or f"postgresql:///{self.db.database}")
 
     # ------------------------------------------------------------------ errors and transactions
 
     def errors(self, action: str) -> AbstractContextManager[None]:
-        return translate_errors(self.location, action)
+        return translate_errors(
+            self.location, action, secrets=getattr(self.db, "secrets", ()), db=self.db
+        )
 
     @contextmanager
     def write_transaction(self, action: str = "write") -> Iterator[None]:
