@@ -41,8 +41,9 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
 
     ``target`` is a SQLite file path, or a ``postgresql://user@host:5432/dbname``
     URL (with the ``postgres`` extra installed). Options: ``bind_models``,
-    ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
-    and ``check_version``; see each backend's ``connect``.
+    ``timeout`` (seconds a writer waits for another), ``readonly`` (every
+    connection read-only), and for SQLite ``create`` and ``check_version``; see
+    each backend's ``connect``.
     """
     if is_url(target):
         from .postgres.connection import connect as connect_postgres

@@ -185,11 +185,14 @@ def translate_errors(where: str, action: str = "open") -> Iterator[None]:
 # --------------------------------------------------------------------------- connecting
 
 
-def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: Any) -> Any:
+def connect(
+    url: str, *, bind_models: bool = True, timeout: float = 30.0, readonly: bool = False, **_: Any
+) -> Any:
     """Connect to the PostgreSQL database named by ``url`` and bind every model to it.
 
     ``timeout`` bounds the connection attempt, and how long a statement waits for a
-    lock (``lock_timeout``), like SQLite's busy timeout.
+    lock (``lock_timeout``), like SQLite's busy timeout. With ``readonly`` every
+    transaction of every connection is read-only (``default_transaction_read_only``).
     """
     if psycopg is None:
         raise ConfigError(f"a PostgreSQL URL needs the postgres extra: {INSTALL_HINT}")
@@ -211,7 +214,10 @@ def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: A
         raise ConfigError(f"{redact(url)}: a URL has no spaces")
     milliseconds = int(timeout * 1000)
     # Ours come after the URL's own options (a search_path, say), which they leave alone.
-    options = " ".join(filter(None, (query.get("options", ""), f"-c lock_timeout={milliseconds}")))
+    read_only = "-c default_transaction_read_only=on" if readonly else ""
+    options = " ".join(
+        filter(None, (query.get("options", ""), f"-c lock_timeout={milliseconds}", read_only))
+    )
     db = PostgresDatabase(url, connect_timeout=max(1, int(timeout)), options=options)
     with translate_errors(redact(url), "connect to"):
         db.connect(reuse_if_open=True)

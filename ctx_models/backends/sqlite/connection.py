@@ -25,6 +25,7 @@ __all__ = [
     "translate_errors",
     "sqlite_error_name",
     "ContextDatabase",
+    "ReadOnlyDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
@@ -173,6 +174,27 @@ class ContextDatabase(SqliteDatabase):
         super().rollback()
 
 
+class ReadOnlyDatabase(ContextDatabase):
+    """A database every connection of which (one per thread) SQLite opens read-only.
+
+    ``mode=ro``: a write raises SQLITE_READONLY, whatever the file's permissions,
+    so a reader (``ctx-models serve``) cannot change the store by mistake. The
+    path stays in ``database`` for messages; only the connection uses a URI.
+    """
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = Path(self.database).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(
+            uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params
+        )
+        try:
+            self._add_conn_hooks(conn)
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+
 def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
     """Turn on WAL, retrying while another process holds the lock, for up to ``timeout`` seconds.
 
@@ -193,6 +215,16 @@ def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
             pause = min(pause * 2, 0.1)
 
 
+def _check_version(path: Any, version: int) -> None:
+    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
+
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, newer than this ctx_models "
+            f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
+        )
+
+
 def connect(
     path: str | os.PathLike[str],
     *,
@@ -200,6 +232,7 @@ def connect(
     timeout: float = DEFAULT_BUSY_TIMEOUT,
     check_version: bool = True,
     create: bool = True,
+    readonly: bool = False,
 ) -> SqliteDatabase:
     """Open (creating if needed) the database at ``path`` with the contract's settings.
 
@@ -207,11 +240,13 @@ def connect(
     ``timeout`` seconds. Creates the file and its parent directory unless
     ``create`` is false. With ``bind_models`` (the default) every model uses the
     returned database. A database written by a newer ctx_models is refused
-    before anything in it is touched.
+    before anything in it is touched. With ``readonly`` every connection is
+    opened read-only (``mode=ro``): the file must exist, and nothing, not even
+    the journal mode, is changed.
     """
-    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
-
     raw = os.fspath(path)
+    if readonly:
+        create = False
     if raw == ":memory:":
         db = ContextDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
     else:
@@ -221,25 +256,35 @@ def connect(
             raise DatabaseError(
                 f"no database at {file_path}; create it with `ctx-models init --db {file_path}`"
             )
-        if check_version:
-            version = read_user_version(file_path, timeout)
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{file_path} has schema version {version}, newer than this ctx_models "
-                    f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
-                )
-        try:
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot create directory {file_path.parent}: {exc.strerror}; "
-                "choose a writable location with --db or CTX_MODELS_DB"
-            ) from exc
-        db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        if check_version and not readonly:  # read-only: checked below, on its own connection
+            _check_version(file_path, read_user_version(file_path, timeout))
+        if readonly:
+            # The contract's WAL mode is the writer's to set; a reader reads either journal.
+            db = ReadOnlyDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        else:
+            try:
+                file_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create directory {file_path.parent}: {exc.strerror}; "
+                    "choose a writable location with --db or CTX_MODELS_DB"
+                ) from exc
+            db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
-        mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
-    if raw != ":memory:" and str(mode).lower() != "wal":
+        if readonly:
+            mode = str(db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+            version = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+            db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+        else:
+            mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
+    if readonly and check_version:
+        try:
+            _check_version(raw, version)
+        except SchemaVersionError:
+            db.close()
+            raise
+    if raw != ":memory:" and not readonly and str(mode).lower() != "wal":
         db.close()
         raise DatabaseError(
             f"{raw}: SQLite refused WAL mode (journal_mode is {mode}); the file system may "

@@ -1,0 +1,148 @@
+"""Running the tools off the event loop: long-lived worker threads, a time limit, one log line.
+
+Each worker thread keeps its own database connection (peewee's connections are
+per thread), and on SQLite its own in-memory vector index and word counts,
+which follow other processes' commits. The threads live as long as the server,
+so the index is read once and stays warm; a fresh thread per call would read
+every vector again. A call that runs past its time limit gets
+:class:`~ctx_models.errors.TimeLimitError` at once; its thread finishes the
+search in the background (a search cannot be stopped half-way) and its answer
+is dropped, and calls queued behind it wait their turn, each within its own
+limit. The threads are daemons: a stopping server never waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from .. import search as search_api
+from ..errors import CtxModelsError, NotFoundError, TimeLimitError, ValidationError
+from . import tools
+
+__all__ = ["Workers", "ToolService", "DEFAULT_TIMEOUT"]
+
+log = logging.getLogger("ctx_models.server")
+
+#: Seconds one tool call may run before the caller gets a time-out error.
+DEFAULT_TIMEOUT = 30.0
+
+
+class Workers:
+    """A fixed set of daemon threads running submitted calls in order of arrival."""
+
+    def __init__(self, count: int = 1, name: str = "ctx-models-worker") -> None:
+        if count < 1:
+            raise ValidationError(f"workers must be at least 1, got {count}")
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._queue = queue.SimpleQueue()
+        self.count = count
+        for number in range(count):
+            threading.Thread(target=self._loop, name=f"{name}-{number}", daemon=True).start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, function, args = item
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller gave up before it started
+            try:
+                result = function(*args)
+            except BaseException as exc:  # handed to the caller, who reports it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue ``function(*args)``; its future."""
+        future: Future[Any] = Future()
+        self._queue.put((future, function, args))
+        return future
+
+    async def run(self, timeout: float, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` on a worker; TimeLimitError after ``timeout`` seconds."""
+        future = self.submit(function, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            future.cancel()  # never starts if still queued; a running call finishes unseen
+            raise TimeLimitError(
+                f"the call ran past the server's time limit of {timeout:g} s and was dropped; "
+                "narrow the question or lower limit, or start the server with a larger --timeout"
+            ) from None
+
+    def close(self) -> None:
+        """Let each thread end after its current call."""
+        for _ in range(self.count):
+            self._queue.put(None)
+
+
+class ToolService:
+    """The tools behind both transports: each call on a worker, within the time limit, logged."""
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, workers: int = 1, log_calls: bool = True) -> None:
+        if not timeout > 0:
+            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = timeout
+        self.workers = Workers(workers)
+        # stdio has no access log, so each call is the request's one line; over HTTP the
+        # request line (see .http) says it, and this one is for -vv.
+        self.log_level = logging.INFO if log_calls else logging.DEBUG
+
+    def warm(self) -> None:
+        """Load the vector index, word counts and embedder on each worker, in the background."""
+        for _ in range(self.workers.count):
+            self.workers.submit(_warm)
+
+    async def call(self, name: str, params: Any) -> dict[str, Any]:
+        """Run tool ``name``; its result, or our exception saying what was wrong."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            result: dict[str, Any] = await self.workers.run(self.timeout, tools.call, name, params)
+            return result
+        except CtxModelsError as exc:
+            outcome = error_code(exc)
+            raise
+        except Exception:
+            outcome = "internal"
+            log.exception("tool %s failed unexpectedly", name)
+            raise
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.log(self.log_level, "tool %s %s %.1f ms", name[:60], outcome, elapsed)
+
+    def close(self) -> None:
+        self.workers.close()
+
+
+def error_code(exc: BaseException) -> str:
+    """ctx's error code for an exception: bad_request, not_found, timeout, embeddings_disabled, internal."""
+    from ..errors import EmbedderUnavailableError
+
+    if isinstance(exc, NotFoundError):
+        return "not_found"
+    if isinstance(exc, TimeLimitError):
+        return "timeout"
+    if isinstance(exc, EmbedderUnavailableError):
+        return "embeddings_disabled"
+    if isinstance(exc, ValidationError):
+        return "bad_request"
+    return "internal"
+
+
+def _warm() -> None:
+    # A keyword search reads the word counts; a semantic one loads the embedder and builds
+    # the vector index. Either may find nothing to do (no vectors, no model): that is fine.
+    for mode in ("keyword", "semantic"):
+        try:
+            search_api.hybrid_search("the", mode=mode, limit=1)
+        except CtxModelsError as exc:
+            log.debug("warm-up %s search: %s", mode, exc)
+        except Exception:
+            log.warning("warm-up %s search failed", mode, exc_info=True)
