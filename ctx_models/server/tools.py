@@ -120,8 +120,15 @@ def _filters(value: Any) -> tuple[str | None, Any]:
 def _alpha(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValidationError(f"alpha must be a number from 0 to 1, got {value!r:.40}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or math.isnan(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ValidationError(
+            f"alpha must be from 0 (keyword only) to 1 (semantic only), got {value!r:.40}"
+        )
     return float(value)
 
 
