@@ -83,8 +83,7 @@ def serve(
             log.info("serving %s over stdio (MCP)", display(where))
             import anyio
 
-            with contextlib.suppress(KeyboardInterrupt):  # SIGINT, and SIGTERM as the CLI maps it
-                anyio.run(server.run_stdio_async)
+            anyio.run(server.run_stdio_async)
             return
         import uvicorn
 
@@ -100,6 +99,8 @@ def serve(
             app, log_config=None, access_log=False, timeout_graceful_shutdown=3, lifespan="on"
         )
         _QuietServer(config).run(sockets=[listener])
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM as the CLI raises it, outside uvicorn's handlers
+        pass
     finally:
         service.close()
         db.close()
