@@ -82,7 +82,7 @@ def _query(value: Any) -> str:
 
 
 def _limit(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_LIMIT:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= MAX_LIMIT:
         raise ValidationError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {value!r:.40}")
     return int(value)
 
@@ -124,7 +124,7 @@ def _alpha(value: Any) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
         or math.isnan(value)
-        or not 0.0 <= value <= 1.0
+        or not 0.0 <= float(value) <= 1.0
     ):
         raise ValidationError(
             f"alpha must be from 0 (keyword only) to 1 (semantic only), got {value!r:.40}"
@@ -238,7 +238,8 @@ def get(id: Any) -> dict[str, Any]:  # noqa: A002 - ctx's parameter name
         "content_type": document.content_type,
         "body": document.body,
         "metadata": document.metadata,
-        "chunks": [{"index": c.chunk_index, "text": c.text} for c in document.chunks],
+        # prefetched by get_document, in order (a backref mypy cannot see)
+        "chunks": [{"index": c.chunk_index, "text": c.text} for c in document.chunks],  # type: ignore[attr-defined]
     }
 
 

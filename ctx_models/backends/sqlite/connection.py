@@ -185,10 +185,10 @@ class ReadOnlyDatabase(ContextDatabase):
     def _connect(self) -> sqlite3.Connection:
         uri = Path(self.database).resolve().as_uri() + "?mode=ro"
         conn = sqlite3.connect(
-            uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params
+            uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params  # type: ignore[attr-defined]
         )
         try:
-            self._add_conn_hooks(conn)
+            self._add_conn_hooks(conn)  # type: ignore[attr-defined]
         except Exception:
             conn.close()
             raise
