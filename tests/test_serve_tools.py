@@ -233,3 +233,18 @@ def test_a_read_only_postgres_connection_cannot_write(backend: str, location: st
         assert store.stats().documents == 4
     finally:
         reader.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_the_listening_socket_is_tcp_so_replies_are_not_held_by_nagle(backend: str) -> None:
+    # asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
+    # proto is IPPROTO_TCP; with proto 0 each HTTP reply waited 40 ms for a delayed ACK.
+    import socket
+
+    from ctx_models.server.run import _listen
+
+    listener = _listen("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+    finally:
+        listener.close()
