@@ -298,7 +298,8 @@ def test_stdio_stdout_carries_only_the_protocol_and_logs_go_to_stderr(corpus: Pa
     assert set(by_id) == {1, 2, 3}
     assert by_id[2]["result"]["structuredContent"]["results"][0]["source_id"] == "OPS-1"
     assert by_id[3]["result"]["isError"] is True
-    assert "tool search ok" in stderr and "tool search bad_request" in stderr
+    logged = [line.split(": ", 1)[1].rsplit(" ", 2)[0] for line in stderr.splitlines() if " ms" in line]
+    assert logged == ["initialize ok", "tools/call search ok", "tools/call search bad_request"], stderr
     assert "Traceback" not in stderr
 
 
@@ -402,7 +403,7 @@ def test_each_request_is_one_line_on_stderr(server: HTTPServer) -> None:
     http("GET", server.url + "/health")
     while len([line for line in server.log if '"GET /health"' in line]) < 1:
         server.log.append(server.lines.get(timeout=WAIT) or "")
-    assert any('"POST /tools/search" 200' in line for line in server.log)
+    assert any(re.search(r'"POST /tools/search" 200 [\d.]+ ms search ok$', line) for line in server.log)
 
 
 # --------------------------------------------------------------------------- the token

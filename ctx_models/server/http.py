@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..errors import CtxModelsError
 from . import tools
-from .service import ToolService, error_code
+from .service import CALL_NOTE, ToolService, error_code
 
 __all__ = ["build_app", "Guard", "MAX_BODY_BYTES", "LOCAL_HOSTS", "STATUS"]
 
@@ -141,6 +141,8 @@ class Guard:
             return
         started = time.perf_counter()
         status = 0
+        note: dict[str, str] = {}
+        token = CALL_NOTE.set(note)  # ctx's routes say which tool ran, and how
 
         async def logged_send(message: Message) -> None:
             nonlocal status
@@ -159,12 +161,14 @@ class Guard:
             else:
                 await self.app(scope, receive, logged_send)
         finally:
+            CALL_NOTE.reset(token)
             client = scope.get("client") or ("-", 0)
             elapsed = (time.perf_counter() - started) * 1000
+            tool = f" {note['tool']} {note['outcome']}" if note else ""
             # The path only: no query string, no headers (the token is in one).
             log.info(
-                '%s "%s %s" %s %.1f ms',
-                client[0], scope["method"], scope["path"][:200], status or "-", elapsed,
+                '%s "%s %s" %s %.1f ms%s',
+                client[0], scope["method"], scope["path"][:200], status or "-", elapsed, tool,
             )
 
     async def _refusal(self, scope: Scope) -> Response | None:

@@ -10,6 +10,8 @@ returns an error result with the tool's own message.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..errors import CtxModelsError
 from . import tools
-from .service import ToolService
+from .service import CALL_NOTE, ToolService
 
 __all__ = ["build_mcp_server", "DOCUMENT_URI"]
 
@@ -50,11 +52,43 @@ class SearchFilters(BaseModel):
     ] = None
 
 
-def build_mcp_server(service: ToolService) -> MCPServer:
-    """An ``MCPServer`` whose tools and resource run through ``service``."""
+log = logging.getLogger("ctx_models.server")
+
+
+async def log_request(ctx: Any, call_next: Any) -> Any:
+    """SDK middleware: one log line per MCP request (stdio has no HTTP request line)."""
+    if ctx.request_id is None:  # a notification
+        return await call_next(ctx)
+    note: dict[str, str] = {}
+    token = CALL_NOTE.set(note)
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        result = await call_next(ctx)
+        if getattr(result, "is_error", False) or (isinstance(result, dict) and result.get("isError")):
+            outcome = note.get("outcome", "error")
+        return result
+    except Exception as exc:
+        outcome = f"error {getattr(getattr(exc, 'error', None), 'code', type(exc).__name__)}"
+        raise
+    finally:
+        CALL_NOTE.reset(token)
+        name = ctx.params.get("name") if isinstance(ctx.params, dict) else None
+        target = f" {name[:60]}" if isinstance(name, str) else ""
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("%s%s %s %.1f ms", str(ctx.method)[:60], target, outcome, elapsed)
+
+
+def build_mcp_server(service: ToolService, *, log_requests: bool = False) -> MCPServer:
+    """An ``MCPServer`` whose tools and resource run through ``service``.
+
+    ``log_requests``: a line per MCP request (for stdio; over HTTP the request line says it).
+    """
     server: MCPServer = MCPServer(
         "ctx-models", version=__version__, instructions=INSTRUCTIONS
     )
+    if log_requests:
+        server.middleware.append(log_request)
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
     async def run(name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -75,9 +75,9 @@ def serve(
         if listener is not None:
             listener.close()
         raise
-    service = ToolService(timeout=timeout, workers=workers, log_calls=not http)
+    service = ToolService(timeout=timeout, workers=workers)
     service.warm()
-    server = build_mcp_server(service)
+    server = build_mcp_server(service, log_requests=not http)
     try:
         if not http:
             log.info("serving %s over stdio (MCP)", display(where))

@@ -14,6 +14,7 @@ limit. The threads are daemons: a stopping server never waits for them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import threading
@@ -26,12 +27,17 @@ from .. import search as search_api
 from ..errors import CtxModelsError, NotFoundError, TimeLimitError, ValidationError
 from . import tools
 
-__all__ = ["Workers", "ToolService", "DEFAULT_TIMEOUT"]
+__all__ = ["Workers", "ToolService", "DEFAULT_TIMEOUT", "CALL_NOTE"]
 
 log = logging.getLogger("ctx_models.server")
 
 #: Seconds one tool call may run before the caller gets a time-out error.
 DEFAULT_TIMEOUT = 30.0
+#: Where a transport's request logger learns which tool ran and how it went: it sets a
+#: dict here, :meth:`ToolService.call` fills in ``tool`` and ``outcome``.
+CALL_NOTE: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "ctx_models_call_note", default=None
+)
 
 
 class Workers:
@@ -85,14 +91,11 @@ class Workers:
 class ToolService:
     """The tools behind both transports: each call on a worker, within the time limit, logged."""
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, workers: int = 1, log_calls: bool = True) -> None:
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, workers: int = 1) -> None:
         if not timeout > 0:
             raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
         self.workers = Workers(workers)
-        # stdio has no access log, so each call is the request's one line; over HTTP the
-        # request line (see .http) says it, and this one is for -vv.
-        self.log_level = logging.INFO if log_calls else logging.DEBUG
 
     def warm(self) -> None:
         """Load the vector index, word counts and embedder on each worker, in the background."""
@@ -114,8 +117,11 @@ class ToolService:
             log.exception("tool %s failed unexpectedly", name)
             raise
         finally:
+            note = CALL_NOTE.get()
+            if note is not None:  # the request's one log line says it
+                note.update(tool=name[:60], outcome=outcome)
             elapsed = (time.perf_counter() - started) * 1000
-            log.log(self.log_level, "tool %s %s %.1f ms", name[:60], outcome, elapsed)
+            log.debug("tool %s %s %.1f ms", name[:60], outcome, elapsed)
 
     def close(self) -> None:
         self.workers.close()
