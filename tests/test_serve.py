@@ -357,6 +357,9 @@ def test_search_get_sources_routes(server: HTTPServer, corpus: Path) -> None:
     status, body = http("POST", server.url + "/tools/sources", raw=b"")  # no parameters, no body
     assert status == 200 and {s["source"] for s in body["result"]["sources"]} >= {"docs", "tickets"}
 
+    status, listed = http("GET", server.url + "/tools/sources")  # ctx's REST reference's form
+    assert status == 200 and listed == body
+
     status, body = http("GET", server.url + "/health")
     assert status == 200 and body == {"status": "ok", "version": ctx_models.__version__}
 
@@ -483,6 +486,17 @@ def test_a_missing_or_damaged_database_is_one_error_at_start(
         assert process.returncode == 1 and process.stdout == ""
         lines = process.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_postgres_password_stays_out_of_the_error(tmp_path: Path) -> None:
+    url = "postgresql://reader:hunter2-secret@127.0.0.1:1/ctx"  # nothing listens on port 1
+    process = subprocess.run(
+        serve_argv(url, "--http", "--port", "0"), capture_output=True, text=True, timeout=WAIT
+    )
+    assert process.returncode == 1
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "reader:***@" in lines[0], lines
+    assert "hunter2" not in process.stderr + process.stdout
 
 
 def test_a_taken_port_is_one_error(server: HTTPServer, corpus: Path) -> None:

@@ -2,7 +2,8 @@
 
 ctx's routes, with ctx's shapes: ``GET /tools/list`` (``{"tools": [{name,
 description, builtin, parameters}]}``), ``POST /tools/{name}`` with the tool's
-parameters as a JSON object (``{"result": ...}``), ``GET /health``
+parameters as a JSON object (``{"result": ...}``; ``GET`` for one without, as
+ctx's ``GET /tools/sources``), ``GET /health``
 (``{"status": "ok", "version": ...}``). Errors are ``{"error": {"code",
 "message"}}`` with 400 (bad parameters), 401 (no or wrong token), 404 (unknown
 tool or document), 408 (past the time limit), 413 (body too large) or 500.
@@ -85,7 +86,8 @@ def build_app(server: MCPServer, service: ToolService, *, host: str, token: str 
             )
         return JSONResponse({"tools": listed})
 
-    @server.custom_route("/tools/{name}", methods=["POST"])
+    # GET too: ctx's REST reference documents GET /tools/sources (a tool without parameters).
+    @server.custom_route("/tools/{name}", methods=["GET", "POST"])
     async def call_tool(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in tools.TOOLS:
