@@ -847,6 +847,18 @@ def bench_serve(args: argparse.Namespace) -> None:
         for mode in modes:
             for text in queries:
                 over_http[mode] += timed(lambda: http_search(conn, text, mode), 1)
+
+    def round_trip(method: str, route: str, body: str | None = None) -> None:
+        conn.request(method, route, body, {"Content-Type": "application/json"})
+        conn.getresponse().read()
+
+    # What HTTP itself costs: a route that does no work, and a get of an id that is not there.
+    result["transport"] = {
+        "health_ms": percentiles(timed(lambda: round_trip("GET", "/health"), 100)),
+        "get_missing_ms": percentiles(
+            timed(lambda: round_trip("POST", "/tools/get", '{"id": "missing"}'), 100)
+        ),
+    }
     conn.close()
 
     over_mcp: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -888,6 +900,11 @@ def bench_serve(args: argparse.Namespace) -> None:
     ):
         k, h = result[label]["keyword"], result[label]["hybrid"]
         print(f"{name:<34}{k['p50']:>12.1f}{k['p95']:>8.1f}{h['p50']:>12.1f}{h['p95']:>8.1f}")
+    transport = result["transport"]
+    print(
+        f"HTTP itself: GET /health p50 {transport['health_ms']['p50']:.2f} ms, POST /tools/get "
+        f"of a missing id p50 {transport['get_missing_ms']['p50']:.2f} ms"
+    )
     first = result["first_call"]
     print(
         f"first call (hybrid) after start: {first['from_listening_ms']:.0f} ms from the server "
