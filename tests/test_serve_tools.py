@@ -154,23 +154,57 @@ def test_sources_counts_checkpoint_and_last_change(filled: Any) -> None:
 def test_a_call_past_its_time_limit_is_dropped_and_the_worker_goes_on(backend: str) -> None:
     workers = Workers(1)
     release = threading.Event()
-    finished = threading.Event()
+    started, finished = threading.Event(), threading.Event()
+    cut_short: list[bool] = []
 
     def stuck() -> str:
+        started.set()
         release.wait(60)
         finished.set()
         return "late"
 
     async def scenario() -> None:
         with pytest.raises(TimeLimitError, match="time limit of 0.05 s") as caught:
-            await workers.run(0.05, stuck)
+            await workers.run(0.05, stuck, on_timeout=lambda: cut_short.append(True))
         assert error_code(caught.value) == "timeout"
-        assert not finished.is_set()  # still running in the background
-        release.set()
+        release.set()  # what on_timeout would do for a real search
         assert await workers.run(60, lambda: "next") == "next"  # the same thread, free again
 
     asyncio.run(scenario())
-    assert finished.is_set()
+    # Either it had started, finished in the background and was told to stop, or it never ran.
+    assert started.is_set() == finished.is_set() == bool(cut_short)
+    workers.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_timed_out_sqlite_statement_is_interrupted(
+    backend: str, filled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctx_models.models import bound_database
+    from ctx_models.server.service import _Running
+
+    started = threading.Event()
+
+    def spin() -> dict:
+        db = bound_database()
+        # started() runs inside the statement, so the interrupt comes while it runs
+        db.connection().create_function("started", 0, lambda: started.set() or 1)
+        db.execute_sql(  # a query that never ends unless interrupted
+            "WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c) "
+            "SELECT count(*) FROM c"
+        ).fetchone()
+        return {}
+
+    monkeypatch.setitem(tools.TOOLS, "spin", (spin, {}))
+    workers = Workers(1)
+    running = _Running()
+    future = workers.submit(running.call, "spin", {})
+    assert started.wait(60)
+    running.interrupt()
+    assert "interrupted" in str(future.exception(timeout=60))  # SQLite stopped the statement
+    assert workers.submit(lambda: "free").result(timeout=60) == "free"
+    running.interrupt()  # nothing running: nothing happens
+    assert workers.submit(running.call, "sources", {}).result(timeout=60)["sources"]
     workers.close()
 
 

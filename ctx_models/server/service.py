@@ -5,10 +5,10 @@ per thread), and on SQLite its own in-memory vector index and word counts,
 which follow other processes' commits. The threads live as long as the server,
 so the index is read once and stays warm; a fresh thread per call would read
 every vector again. A call that runs past its time limit gets
-:class:`~ctx_models.errors.TimeLimitError` at once; its thread finishes the
-search in the background (a search cannot be stopped half-way) and its answer
-is dropped, and calls queued behind it wait their turn, each within its own
-limit. The threads are daemons: a stopping server never waits for them.
+:class:`~ctx_models.errors.TimeLimitError` at once; on SQLite the statement it
+is running is interrupted, and otherwise its thread finishes the search in the
+background with its answer dropped. Calls queued behind it wait their turn,
+each within its own limit. The threads are daemons: a stopping server never waits for them.
 """
 
 from __future__ import annotations
@@ -70,13 +70,24 @@ class Workers:
         self._queue.put((future, function, args))
         return future
 
-    async def run(self, timeout: float, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` on a worker; TimeLimitError after ``timeout`` seconds."""
+    async def run(
+        self,
+        timeout: float,
+        function: Callable[..., Any],
+        *args: Any,
+        on_timeout: Callable[[], None] | None = None,
+    ) -> Any:
+        """``function(*args)`` on a worker; TimeLimitError after ``timeout`` seconds.
+
+        ``on_timeout`` runs then, on the caller's thread, to cut a running call short.
+        """
         future = self.submit(function, *args)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
-            future.cancel()  # never starts if still queued; a running call finishes unseen
+            # Never starts if still queued; a running call finishes unseen (or is cut short).
+            if not future.cancel() and on_timeout is not None:
+                on_timeout()
             raise TimeLimitError(
                 f"the call ran past the server's time limit of {timeout:g} s and was dropped; "
                 "narrow the question or lower limit, or start the server with a larger --timeout"
@@ -106,8 +117,11 @@ class ToolService:
         """Run tool ``name``; its result, or our exception saying what was wrong."""
         started = time.perf_counter()
         outcome = "ok"
+        running = _Running()
         try:
-            result: dict[str, Any] = await self.workers.run(self.timeout, tools.call, name, params)
+            result: dict[str, Any] = await self.workers.run(
+                self.timeout, running.call, name, params, on_timeout=running.interrupt
+            )
             return result
         except CtxModelsError as exc:
             outcome = error_code(exc)
@@ -125,6 +139,43 @@ class ToolService:
 
     def close(self) -> None:
         self.workers.close()
+
+
+class _Running:
+    """One tool call on a worker, which a time-out can interrupt while it runs SQL (SQLite).
+
+    ``sqlite3.Connection.interrupt`` is SQLite's own way to stop a statement from
+    another thread: the statement raises, the search ends with an error nobody
+    waits for, and the worker is free for the next call. It acts on the
+    statement running at that moment only (SQLite clears the flag when the next
+    statement starts with none running), and the lock keeps it from reaching a
+    later call. Time spent outside SQL (the vector arithmetic, a few ms) runs out
+    on its own. PostgreSQL's cancel request travels on its own connection and
+    could land on the next call's query, so there the call runs out instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def call(self, name: str, params: Any) -> dict[str, Any]:
+        from peewee import SqliteDatabase
+
+        from ..models import bound_database
+
+        db = bound_database()
+        with self._lock:
+            self._connection = db.connection() if isinstance(db, SqliteDatabase) else None
+        try:
+            return tools.call(name, params)
+        finally:
+            with self._lock:
+                self._connection = None
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.interrupt()
 
 
 def error_code(exc: BaseException) -> str:
