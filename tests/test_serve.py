@@ -425,6 +425,17 @@ def test_another_address_needs_a_token(corpus: Path) -> None:
     ]
 
 
+def test_an_empty_token_is_refused(corpus: Path) -> None:
+    process = subprocess.run(
+        serve_argv(corpus, "--http", "--host", "127.0.0.2", "--port", "0", "--token", ""),
+        capture_output=True, text=True, timeout=WAIT,
+    )
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines() == [
+        "error: the bearer token is empty; give a long random one, or none"
+    ]
+
+
 def test_with_a_token_requests_without_it_get_401(corpus: Path) -> None:
     running = HTTPServer(corpus, "--host", "127.0.0.2", env={"CTX_MODELS_SERVE_TOKEN": TOKEN})
     try:
@@ -543,3 +554,17 @@ def test_serve_on_postgres_over_http(backend: str, location: str) -> None:
     finally:
         code, _, log = running.stop()
     assert code == 0, log
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--timeout", "0"], "timeout must be a positive number of seconds, got 0.0"),
+        (["--workers", "0"], "workers must be at least 1, got 0"),
+        (["--http", "--port", "70000"], "--port must be from 0 to 65535, got 70000"),
+    ],
+)
+def test_bad_options_are_one_line(run_cli: Any, corpus: Path, option: list[str], message: str) -> None:
+    code, out, err = run_cli("serve", "--db", str(corpus), *option)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [f"error: {message}"]

@@ -44,6 +44,7 @@ def open_store(where: Path | str) -> Any:
         if not missing:
             db.execute_sql("SELECT count(*) FROM documents").fetchone()
     if missing:
+        db.close()
         shown = display(where)
         raise DatabaseError(
             f"{shown} lacks the ctx schema (missing {', '.join(missing)}); "
@@ -63,19 +64,23 @@ def serve(
     workers: int = 1,
 ) -> None:
     """Serve the store at ``where`` until stdin closes (stdio) or a signal comes (both)."""
+    if token is not None and not token.strip():
+        raise ConfigError("the bearer token is empty; give a long random one, or none")
     if http and token is None and host not in LOCAL_HOSTS:
         raise ConfigError(
             f"serving on {host} needs a bearer token: set {TOKEN_ENV_VAR} (or pass --token); "
             "clients then send Authorization: Bearer <token>"
         )
-    listener = _listen(host, port) if http else None  # a taken port fails before the slow part
+    service = ToolService(timeout=timeout, workers=workers)  # checks both
+    listener = None
     try:
+        listener = _listen(host, port) if http else None  # a taken port fails before the slow part
         db = open_store(where)
     except BaseException:
+        service.close()
         if listener is not None:
             listener.close()
         raise
-    service = ToolService(timeout=timeout, workers=workers)
     service.warm()
     server = build_mcp_server(service, log_requests=not http)
     try:
