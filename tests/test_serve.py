@@ -263,8 +263,21 @@ def test_stdio_stdout_carries_only_the_protocol_and_logs_go_to_stderr(corpus: Pa
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
          "params": {"name": "search", "arguments": {"query": ""}}},
     ]
+    # A library that prints while it searches (warm-up included) must not reach the protocol.
+    noisy = (
+        "import sys\n"
+        "from ctx_models import search\n"
+        "real = search.hybrid_search\n"
+        "def noisy(*args, **kwargs):\n"
+        "    print('noise from a library', flush=True)\n"
+        "    return real(*args, **kwargs)\n"
+        "search.hybrid_search = noisy\n"
+        "from ctx_models.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     process = subprocess.Popen(
-        serve_argv(corpus), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", noisy, *serve_argv(corpus)[3:]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -298,6 +311,7 @@ def test_stdio_stdout_carries_only_the_protocol_and_logs_go_to_stderr(corpus: Pa
     assert set(by_id) == {1, 2, 3}
     assert by_id[2]["result"]["structuredContent"]["results"][0]["source_id"] == "OPS-1"
     assert by_id[3]["result"]["isError"] is True
+    assert stderr.count("noise from a library") >= 3  # the warm-up's two searches and the call's
     logged = [line.split(": ", 1)[1].rsplit(" ", 2)[0] for line in stderr.splitlines() if " ms" in line]
     assert logged == ["initialize ok", "tools/call search ok", "tools/call search bad_request"], stderr
     assert "Traceback" not in stderr

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -79,15 +81,26 @@ async def log_request(ctx: Any, call_next: Any) -> Any:
         log.info("%s%s %s %.1f ms", str(ctx.method)[:60], target, outcome, elapsed)
 
 
-def build_mcp_server(service: ToolService, *, log_requests: bool = False) -> MCPServer:
+def build_mcp_server(service: ToolService, *, stdio: bool = False) -> MCPServer:
     """An ``MCPServer`` whose tools and resource run through ``service``.
 
-    ``log_requests``: a line per MCP request (for stdio; over HTTP the request line says it).
+    With ``stdio``: a log line per MCP request (over HTTP the request line says
+    it), and the warm-up starts once the transport has taken stdout over, so
+    nothing a model's loader prints can reach the protocol's stream.
     """
+
+    @asynccontextmanager
+    async def warm_when_serving(_: Any) -> AsyncIterator[None]:
+        service.warm()
+        yield
+
     server: MCPServer = MCPServer(
-        "ctx-models", version=__version__, instructions=INSTRUCTIONS
+        "ctx-models",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=warm_when_serving if stdio else None,
     )
-    if log_requests:
+    if stdio:
         server.middleware.append(log_request)
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 

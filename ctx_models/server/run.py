@@ -81,8 +81,7 @@ def serve(
         if listener is not None:
             listener.close()
         raise
-    service.warm()
-    server = build_mcp_server(service, log_requests=not http)
+    server = build_mcp_server(service, stdio=not http)
     try:
         if not http:
             log.info("serving %s over stdio (MCP)", display(where))
@@ -93,6 +92,7 @@ def serve(
         import uvicorn
 
         assert listener is not None
+        service.warm()
         app = build_app(server, service, host=host, token=token)
         bound_host, bound_port = listener.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
