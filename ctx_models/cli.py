@@ -350,7 +350,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         print("no vectors to index")
         return EXIT_OK
     for name, dims in built:
-        recall, queries = backend.hnsw_recall(dims, k=args.recall_k)
+        recall, queries = search.hnsw_recall(dims, k=args.recall_k)
         print(f"built {name} ({dims} dims): recall@{args.recall_k} against exact search "
               f"{recall:.3f} over {queries} sample queries")
     return EXIT_OK

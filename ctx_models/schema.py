@@ -23,7 +23,7 @@ from peewee import Database, ModelIndex
 
 from .backends import backend_for
 from .errors import SchemaVersionError
-from .models import MODELS, bound_database
+from .models import CONTRACT_TABLES, MODELS, SCHEMA_VERSION, bound_database
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,9 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The newest schema version this package knows how to create and read.
-SCHEMA_VERSION = 1
 
 #: The contract's named indexes, as declared on the models (``create_tables`` makes them).
 INDEXES: tuple[ModelIndex, ...] = tuple(
@@ -60,17 +57,6 @@ class MigrationResult:
     @property
     def changed(self) -> bool:
         return bool(self.created) or self.upgraded_from is not None
-
-
-#: The contract's tables, in the order a reader meets them.
-CONTRACT_TABLES = (
-    "documents",
-    "chunks",
-    "checkpoints",
-    "chunks_fts",
-    "embeddings",
-    "chunk_vectors",
-)
 
 
 def schema_version(db: Database | None = None) -> int:

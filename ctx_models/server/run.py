@@ -20,7 +20,7 @@ from typing import Any
 from ..backends import backend_for, connect
 from ..config import display
 from ..errors import ConfigError, DatabaseError
-from ..schema import CONTRACT_TABLES
+from ..models import CONTRACT_TABLES
 from .http import LOCAL_HOSTS, build_app
 from .mcp import build_mcp_server
 from .service import DEFAULT_TIMEOUT, ToolService

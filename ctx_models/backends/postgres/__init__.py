@@ -184,29 +184,16 @@ class PostgresBackend(Backend):
                 built.append((vectors.create_hnsw(self.db, dims), dims))
         return built
 
-    def hnsw_recall(self, dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
-        """Recall@k of the HNSW index against exact search, stored vectors as the queries.
-
-        What ``ctx-models index --hnsw`` reports: an approximate index's recall is
-        measured, never assumed. Returns (mean recall, queries used).
-        """
-        from ... import search
-
+    def sample_vectors(self, dims: int, count: int) -> list[np.ndarray]:
         with self.read_snapshot("measure"):
-            sample = [
+            return [
                 ChunkVector.embedding.python_value(stored)
                 for (stored,) in self.db.execute_sql(
                     "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
                     "ORDER BY random() LIMIT %s",
-                    (dims, queries),
+                    (dims, count),
                 ).fetchall()
             ]
-        recalls = []
-        for query in sample:
-            exact = {c.chunk_id for c in search.vector_search(query, limit=k)}
-            approximate = {c.chunk_id for c in search.vector_search(query, limit=k, exact=False)}
-            recalls.append(len(exact & approximate) / max(1, len(exact)))
-        return (sum(recalls) / len(recalls) if recalls else 0.0), len(recalls)
 
     def backup(self, target: Path) -> None:
         raise DatabaseError(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...fields import MAX_EPOCH
-from ...integrity import Check
+from ..base import Check
 from .schema import schema_problems
 
 __all__ = ["PostgresIntegrity"]

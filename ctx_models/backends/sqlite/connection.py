@@ -16,7 +16,7 @@ import peewee
 from peewee import SqliteDatabase
 
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
-from ...models import bind
+from ...models import SCHEMA_VERSION, bind
 
 __all__ = [
     "connect",
@@ -216,8 +216,6 @@ def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
 
 
 def _check_version(path: Any, version: int) -> None:
-    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
-
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{path} has schema version {version}, newer than this ctx_models "

@@ -10,8 +10,8 @@ import peewee
 from peewee import Database
 
 from ...fields import MAX_EPOCH
-from ...integrity import RE_EMBED, Check
 from ...models import ChunkFTS
+from ..base import RE_EMBED, Check
 from .schema import describe_schema, schema_differences
 
 __all__ = ["SQLiteIntegrity"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schema import CONTRACT_TABLES
+from ...models import CONTRACT_TABLES, MODELS
 
 __all__ = ["describe_schema", "reference_schema", "schema_differences"]
 
@@ -56,14 +56,17 @@ def _fts5_columns(sql: str) -> list[str] | None:
 
 
 def reference_schema() -> dict[str, Any]:
-    """:func:`describe_schema` of a database that :func:`run_migrations` just made."""
-    from peewee import SqliteDatabase
+    """:func:`describe_schema` of a new database holding the models' tables and indexes.
 
-    from ...schema import run_migrations
+    The contract's schema is what ``create_tables`` makes of the models, which
+    is all ``run_migrations`` creates on a new SQLite file.
+    """
+    from peewee import SqliteDatabase
 
     reference = SqliteDatabase(":memory:")
     try:
-        run_migrations(reference)
+        with reference.bind_ctx(MODELS):
+            reference.create_tables(MODELS)
         return describe_schema(reference)
     finally:
         reference.close()
