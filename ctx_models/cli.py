@@ -409,6 +409,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server.run import TOKEN_ENV_VAR, serve
+    except ImportError as exc:
+        raise UsageError(
+            f"serve needs the MCP SDK ({exc.name} is missing): pip install 'ctx-models[serve]'"
+        ) from None
+    server_log = logging.getLogger("ctx_models.server")
+    server_log.setLevel(min(logging.INFO, logging.getLogger().level))  # one line per request
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV_VAR) or None
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
+    serve(
+        _where(args),
+        http=args.http,
+        host=args.host,
+        port=7331 if args.port is None else args.port,
+        token=token,
+        timeout=args.timeout,
+        workers=args.workers,
+    )
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -670,6 +694,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_check)
+
+    p = command(
+        "serve",
+        "serve the store to AI agents: MCP over stdio or HTTP, and ctx's HTTP routes",
+        "Serve the store read-only with the tools of `ctx serve mcp` (search, get, sources): "
+        "MCP over stdio (the default, what desktop agents launch), or with --http, MCP's "
+        "Streamable HTTP at /mcp beside ctx's /tools/list, /tools/{name} and /health. Logs one "
+        "line per request on stderr. Needs the serve extra: pip install 'ctx-models[serve]'.",
+    )
+    p.add_argument("--http", action="store_true", help="serve HTTP instead of stdio")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind with --http (default 127.0.0.1; any other needs a token)",
+    )
+    p.add_argument("--port", type=int, help="port to bind with --http (default 7331; 0: any free one)")
+    p.add_argument(
+        "--token",
+        help="bearer token clients must send (default: $CTX_MODELS_SERVE_TOKEN, which `ps` "
+        "does not show)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit of one call (default 30)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="searches run at once (default 1; on SQLite each keeps its own vector index in memory)",
+    )
+    p.set_defaults(handler=cmd_serve)
     return parser
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "CorruptValueError",
     "EmbedderUnavailableError",
     "OutOfMemoryError",
+    "NotFoundError",
+    "TimeLimitError",
 ]
 
 
@@ -76,3 +78,11 @@ class EmbedderUnavailableError(CtxModelsError):
 
 class OutOfMemoryError(CtxModelsError, MemoryError):
     """The stored vectors do not fit in this process's memory for an in-memory search."""
+
+
+class NotFoundError(CtxModelsError, LookupError):
+    """What was asked for by id or name (a document, a tool) does not exist."""
+
+
+class TimeLimitError(CtxModelsError, TimeoutError):
+    """A request ran past its time limit; the answer, when it comes, is dropped."""

@@ -39,9 +39,10 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
 
     ``target`` is a SQLite file path, or a ``postgresql://user@host:5432/dbname``
     URL (with the ``postgres`` extra installed). Options: ``bind_models``,
-    ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
-    and ``check_version``; see each backend's ``connect``. Text that starts like
-    another URL (``sqlite:///x.db``, ``postgresql:/x``) is refused with
+    ``timeout`` (seconds a writer waits for another), ``readonly`` (every
+    connection read-only), and for SQLite ``create`` and ``check_version``; see
+    each backend's ``connect``. Text that starts like another URL
+    (``sqlite:///x.db``, ``postgresql:/x``) is refused with
     :class:`~ctx_models.errors.ConfigError` unless a file of that name exists.
     """
     if isinstance(target, str):

@@ -470,13 +470,17 @@ def _libpq_keywords() -> frozenset[str]:
     return _KEYWORDS
 
 
-def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: Any) -> Any:
+def connect(
+    url: str, *, bind_models: bool = True, timeout: float = 30.0, readonly: bool = False, **_: Any
+) -> Any:
     """Connect to the PostgreSQL database named by ``url`` and bind every model to it.
 
     The URL is read here (``postgresql://`` or ``postgres://``, any case) and the
     driver gets its parts as keyword arguments. ``timeout`` bounds the connection
     attempt (unless the URL sets ``connect_timeout``), and how long a statement
-    waits for a lock (``lock_timeout``), like SQLite's busy timeout.
+    waits for a lock (``lock_timeout``), like SQLite's busy timeout. With
+    ``readonly`` every transaction of every connection is read-only
+    (``default_transaction_read_only``).
     """
     if psycopg is None:
         raise ConfigError(f"a PostgreSQL URL needs the postgres extra: {INSTALL_HINT}")
@@ -493,8 +497,9 @@ def connect(url: str, *, bind_models: bool = True, timeout: float = 30.0, **_: A
         raise ConfigError(f"{info.display} names no database; {HINT}")
     milliseconds = int(timeout * 1000)
     # Ours come after the URL's own options (a search_path, say), which they leave alone.
+    read_only = "-c default_transaction_read_only=on" if readonly else ""
     params["options"] = " ".join(
-        filter(None, (params.get("options", ""), f"-c lock_timeout={milliseconds}"))
+        filter(None, (params.get("options", ""), f"-c lock_timeout={milliseconds}", read_only))
     )
     params.setdefault("connect_timeout", str(max(1, int(timeout))))
     db = PostgresDatabase(dbname, display=info.display, secrets=info.secrets, **params)

@@ -26,6 +26,7 @@ __all__ = [
     "sqlite_error_name",
     "ContextDatabase",
     "FileConnection",
+    "ReadOnlyDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
@@ -236,6 +237,27 @@ class ContextDatabase(SqliteDatabase):
         super().rollback()
 
 
+class ReadOnlyDatabase(ContextDatabase):
+    """A database every connection of which (one per thread) SQLite opens read-only.
+
+    ``mode=ro``: a write raises SQLITE_READONLY, whatever the file's permissions,
+    so a reader (``ctx-models serve``) cannot change the store by mistake. The
+    path stays in ``database`` for messages; only the connection uses a URI.
+    """
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = Path(self.database).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(
+            uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params  # type: ignore[attr-defined]
+        )
+        try:
+            self._add_conn_hooks(conn)  # type: ignore[attr-defined]
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+
 def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
     """Turn on WAL, retrying while another process holds the lock, for up to ``timeout`` seconds.
 
@@ -256,6 +278,14 @@ def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
             pause = min(pause * 2, 0.1)
 
 
+def _check_version(path: Any, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, newer than this ctx_models "
+            f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
+        )
+
+
 def connect(
     path: str | os.PathLike[str],
     *,
@@ -263,6 +293,7 @@ def connect(
     timeout: float = DEFAULT_BUSY_TIMEOUT,
     check_version: bool = True,
     create: bool = True,
+    readonly: bool = False,
 ) -> SqliteDatabase:
     """Open (creating if needed) the database at ``path`` with the contract's settings.
 
@@ -270,10 +301,13 @@ def connect(
     ``timeout`` seconds. Creates the file and its parent directory unless
     ``create`` is false. With ``bind_models`` (the default) every model uses the
     returned database. A database written by a newer ctx_models is refused
-    before anything in it is touched.
+    before anything in it is touched. With ``readonly`` every connection is
+    opened read-only (``mode=ro``): the file must exist, and nothing, not even
+    the journal mode, is changed.
     """
-
     raw = os.fspath(path)
+    if readonly:
+        create = False
     if raw == ":memory:":
         db = ContextDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
     else:
@@ -283,25 +317,35 @@ def connect(
             raise DatabaseError(
                 f"no database at {file_path}; create it with `ctx-models init --db {file_path}`"
             )
-        if check_version:
-            version = read_user_version(file_path, timeout)
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{file_path} has schema version {version}, newer than this ctx_models "
-                    f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
-                )
-        try:
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot create directory {file_path.parent}: {exc.strerror}; "
-                "choose a writable location with --db or CTX_MODELS_DB"
-            ) from exc
-        db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        if check_version and not readonly:  # read-only: checked below, on its own connection
+            _check_version(file_path, read_user_version(file_path, timeout))
+        if readonly:
+            # The contract's WAL mode is the writer's to set; a reader reads either journal.
+            db = ReadOnlyDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        else:
+            try:
+                file_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create directory {file_path.parent}: {exc.strerror}; "
+                    "choose a writable location with --db or CTX_MODELS_DB"
+                ) from exc
+            db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
-        mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
-    if raw != ":memory:" and str(mode).lower() != "wal":
+        if readonly:
+            mode = str(db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+            version = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+            db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+        else:
+            mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
+    if readonly and check_version:
+        try:
+            _check_version(raw, version)
+        except SchemaVersionError:
+            db.close()
+            raise
+    if raw != ":memory:" and not readonly and str(mode).lower() != "wal":
         db.close()
         raise DatabaseError(
             f"{raw}: SQLite refused WAL mode (journal_mode is {mode}); the file system may "
