@@ -432,3 +432,36 @@ def test_schema_diff_finds_the_models_and_the_file_agree(db, tmp_path: Path) -> 
         assert not diff_models(other, list(ctx_models.MODELS))
     finally:
         other.close()
+
+
+def test_opening_a_database_keeps_the_locks_of_a_connection_already_open_here(tmp_path: Path) -> None:
+    """connect() must not drop this process's SQLite locks on the file.
+
+    Closing any descriptor of a file drops every POSIX lock the process holds on it. While a
+    connection here is open, SQLite holds a shared lock on the database file; without it, a
+    writer in another process believes it is the last connection when it closes, checkpoints
+    and deletes the WAL and the shared-memory file under the open connection (a way to corrupt
+    a database, by SQLite's own account).
+    """
+    path = tmp_path / "ctx.sqlite"
+    first = ctx_models.connect(path, bind_models=False)
+    ctx_models.run_migrations(first)
+    first.close()
+    held = sqlite3.connect(path)
+    held.execute("SELECT count(*) FROM documents").fetchone()  # opens the WAL and -shm
+    ctx_models.connect(path, bind_models=False).close()
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sqlite3
+            conn = sqlite3.connect({str(path)!r})
+            conn.execute("INSERT INTO checkpoints (source, cursor, updated_at) VALUES ('s', '1', 1)")
+            conn.commit()
+            conn.close()
+        """)],
+        check=True,
+    )
+    try:
+        assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+        assert held.execute("SELECT count(*) FROM checkpoints").fetchone() == (1,)
+    finally:
+        held.close()
