@@ -500,8 +500,10 @@ def hybrid_search(
     A signal that carries no information is left out: a zero question vector,
     or vectors all equally close. In hybrid mode the semantic list extends and
     re-ranks what keyword search found, so a question none of whose words occur
-    in the corpus gets no results (semantic mode still answers it). A hit whose
-    fused score is 0 is never returned. ``results.signals`` says what counted.
+    in the corpus gets no results (semantic mode still answers it). A hit is
+    returned when a signal of non-zero weight found it, even where min-max fusion
+    normalises its score to 0 (the last of its list); a hit no weighted signal
+    found is never returned. ``results.signals`` says what counted.
     """
     query = _text(query)
     mode = _choice(mode, MODES, "mode")
@@ -576,9 +578,13 @@ def _rank(
         chunks.setdefault(candidate.chunk_id, candidate)
     best: dict[str, tuple[float, str]] = {}  # document id -> (score, chunk id)
     for chunk_id in sorted(chunks):
+        # Being in a list is the evidence, not the normalised score: min-max maps each
+        # list's last entry to 0, and that chunk still holds the words (or is closer than
+        # orthogonal). Only a signal of weight 0 vouches for nothing.
+        vouched = (alpha < 1.0 and chunk_id in k_part) or (alpha > 0.0 and chunk_id in v_part)
+        if not vouched:
+            continue
         score = (1.0 - alpha) * k_part.get(chunk_id, 0.0) + alpha * v_part.get(chunk_id, 0.0)
-        if score <= 0.0:
-            continue  # no signal vouches for it
         document_id = chunks[chunk_id].document_id
         if document_id not in best or score > best[document_id][0]:
             best[document_id] = (score, chunk_id)
