@@ -25,7 +25,7 @@ from .backends import backend_for, connect
 from .backends import is_url as backends_is_url
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
-from .errors import CtxModelsError
+from .errors import CtxModelsError, NotADatabaseError
 from .fields import MAX_EPOCH
 from .models import bound_database
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
@@ -368,6 +368,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         db = _database(args)
         report = integrity.check(db, repair=args.repair)
+    except NotADatabaseError as exc:
+        # Too damaged to open: SQLite's own report still says what is damaged.
+        # (A file refused on its header alone, not SQLite or truncated, has no cause: its
+        # message says it all, and it cannot be read.)
+        damaged = integrity.check_damaged_file(_where(args)) if exc.__cause__ else None
+        if damaged is None:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        report = damaged
     except CtxModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -376,12 +385,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK if report.clean else EXIT_PROBLEMS
     print(f"database      {report.path}")
     damage = [line for message in report.quick_check for line in message.splitlines() if line]
-    print(f"quick_check   {'ok' if damage == ['ok'] else '; '.join(damage[:3])}")
     if damage != ["ok"]:
-        more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
-        print(f"problem       the file itself is damaged{more}: SQLite reports it, not the store")
+        lines = [line for line in damage if not line.startswith("*** in database")]
+        for line in lines[:_DAMAGE_LINES]:
+            print(f"damage        {line}")
+        more = len(lines) - _DAMAGE_LINES
+        if more > 0:
+            print(f"              (and {more} more lines: `ctx-models check --json` lists them all)")
+        print("problem       the file itself is damaged: SQLite's own check reports it, not the store")
         print("hint          restore a backup (`ctx-models backup` makes them); repair cannot fix this")
         return EXIT_PROBLEMS
+    print("quick_check   ok")
     for code, count in report.repaired.items():
         print(f"repaired      {code}: {count}")
     if report.clean:
@@ -396,6 +410,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.repair and any(f.repairable for f in report.findings):
         print("hint          run again with --repair to fix what is repairable")
     return EXIT_PROBLEMS
+
+
+# SQLite's report lines of a damaged file that `check` prints (--json has them all).
+_DAMAGE_LINES = 10
 
 
 # --------------------------------------------------------------------------- parser

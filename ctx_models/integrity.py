@@ -25,8 +25,10 @@ True
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from peewee import Database, chunked
@@ -35,7 +37,7 @@ from .errors import CorruptValueError
 from .hashing import chunk_hash
 from .models import MODELS, Checkpoint, Chunk, bound_database
 
-__all__ = ["Finding", "CheckReport", "Check", "check", "EXAMPLES"]
+__all__ = ["Finding", "CheckReport", "Check", "check", "check_damaged_file", "EXAMPLES"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,21 @@ def check(db: Database | None = None, *, repair: bool = False) -> CheckReport:
                 repaired = _repair(db, probe, report.findings)
                 report = CheckReport(backend.location, quick, _findings(db, probe), repaired)
     return report
+
+
+def check_damaged_file(path: Any) -> CheckReport | None:
+    """The report on a SQLite file too damaged to open: SQLite's own lines; None if not damage.
+
+    ``check`` uses it when opening the file fails because SQLite finds it damaged,
+    so it can still say what is damaged instead of only that it is.
+    """
+    from .backends.sqlite.integrity import file_damage
+    from .backends.urls import is_url
+
+    if not isinstance(path, (str, os.PathLike)) or is_url(path):
+        return None
+    report = file_damage(Path(path).expanduser())
+    return None if report is None else CheckReport(str(path), report)
 
 
 def _ids(db: Database, sql: str, params: Sequence[Any] = ()) -> list[str]:

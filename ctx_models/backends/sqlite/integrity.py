@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ from ...integrity import RE_EMBED, Check
 from ...models import ChunkFTS
 from .schema import describe_schema, schema_differences
 
-__all__ = ["SQLiteIntegrity"]
+__all__ = ["SQLiteIntegrity", "damage_report", "file_damage"]
 
 _CHECKS = (
     Check(
@@ -79,6 +81,71 @@ _CHECKS = (
 _NOT_FINITE = Check("vectors_not_finite", "vectors holding NaN or infinite values", "", True, RE_EMBED)
 
 
+def _is_corruption(exc: BaseException) -> bool:
+    from .connection import sqlite_error_name
+
+    return sqlite_error_name(exc).startswith("SQLITE_CORRUPT")
+
+
+def damage_report(query: Callable[[str], list[Any]]) -> list[str]:
+    """SQLite's ``quick_check`` report, with its lines split; ``["ok"]`` when the file is sound.
+
+    Where damage stops ``quick_check`` itself (SQLite then raises "database disk image
+    is malformed" and reports nothing), each table is checked on its own, so the
+    report still names what is damaged; where even the schema cannot be read, the
+    report says that. Errors other than damage (a lock, say) are raised.
+    """
+    try:
+        lines = [line for message in query("PRAGMA quick_check") for line in str(message).splitlines()]
+        return [line for line in lines if line] or ["ok"]
+    except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
+        if not _is_corruption(exc):
+            raise
+        whole = str(getattr(exc, "orig", exc))
+    try:
+        tables = query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
+        if not _is_corruption(exc):
+            raise
+        return [f"the schema (sqlite_master, on page 1) is unreadable: {whole}"]
+    report = []
+    for name in tables:
+        try:
+            lines = query(f"PRAGMA quick_check({quoted_identifier(str(name))})")
+        except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
+            if not _is_corruption(exc):
+                raise
+            report.append(
+                f"table {name} (or one of its indexes) is unreadable: {getattr(exc, 'orig', exc)}"
+            )
+            continue
+        report.extend(f"table {name}: {line}" for line in lines if line and line != "ok")
+    return report or [whole]
+
+
+def file_damage(path: Path) -> list[str] | None:
+    """SQLite's report of the damage of a file too damaged to open, or None if it is not damage.
+
+    Opened read-only through a plain connection: nothing is written to a damaged file.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        report = damage_report(lambda sql: [row[0] for row in conn.execute(sql)])
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return None if report == ["ok"] else report
+
+
+def quoted_identifier(name: str) -> str:
+    """``name`` as an SQL identifier, whatever it holds (a double quote is doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class SQLiteIntegrity:
     """The SQLite side of :func:`ctx_models.integrity.check`."""
 
@@ -88,8 +155,8 @@ class SQLiteIntegrity:
         self.db = db
 
     def quick_check(self) -> list[str]:
-        """SQLite's own check of the file's structure: ``["ok"]`` when sound."""
-        return [row[0] for row in self.db.execute_sql("PRAGMA quick_check")]
+        """SQLite's own check of the file's structure: ``["ok"]`` when sound, else its report."""
+        return damage_report(lambda sql: [row[0] for row in self.db.execute_sql(sql)])
 
     def schema_problems(self) -> list[str]:
         return schema_differences(describe_schema(self.db))
