@@ -43,6 +43,8 @@ from .embedders import Embedder, embed_texts, embedder_for_model
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
 from .fields import MAX_EPOCH, encode_vector, to_epoch
 from .models import Document, bound_database
+from .store.inputs import encodable
+from .words import unique_words
 
 __all__ = [
     "Candidate",
@@ -59,6 +61,8 @@ __all__ = [
     "DEFAULT_FUSION",
     "DEFAULT_ALPHA",
     "RRF_K",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_WORDS",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,13 @@ DEFAULT_ALPHA = {"rrf": 1 / 3, "minmax": 0.6}
 #: RRF's rank offset: a chunk at rank r in a list scores (RRF_K + 1) / (RRF_K + r), 1.0 first.
 RRF_K = 10
 MAX_LIMIT = 10_000
+#: The longest question searched, in characters (about 30 pages of text); a longer one is
+#: refused with a ValidationError rather than left to run for seconds per word form.
+MAX_QUERY_CHARS = 100_000
+#: The most distinct words a keyword (or hybrid) question may hold (any 10,000 characters of
+#: words of four letters or more fit): each is looked up in
+#: the index and becomes one term of the query.
+MAX_QUERY_WORDS = 2_000
 _EPSILON64 = float(np.finfo(np.float64).eps)
 _EPSILON32 = float(np.finfo(np.float32).eps)
 
@@ -189,12 +200,28 @@ def _limit(value: Any, what: str = "limit") -> int:
 def _source(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ValidationError(f"source must be a non-empty str or None, got {value!r}")
-    return value
+    return None if value is None else encodable(value, "source")
 
 
-def _text(value: Any, what: str = "query") -> str:
+def _text(value: Any, what: str = "query", *, keyword: bool = True) -> str:
+    """A question within the bounds: MAX_QUERY_CHARS characters, and (for keyword
+    search, which looks up each word) MAX_QUERY_WORDS distinct words."""
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a str, got {type(value).__name__}")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValidationError(
+            f"{what} is {len(value):,} characters long; at most {MAX_QUERY_CHARS:,} are searched "
+            "(search.MAX_QUERY_CHARS): ask with fewer words"
+        )
+    encodable(value, what)
+    if keyword:
+        count = len(unique_words(value))
+        if count > MAX_QUERY_WORDS:
+            raise ValidationError(
+                f"{what} has {count:,} different words; keyword search takes at most "
+                f"{MAX_QUERY_WORDS:,} (search.MAX_QUERY_WORDS): ask with fewer words, "
+                "or use mode='semantic'"
+            )
     return value
 
 
@@ -289,7 +316,7 @@ def keyword_search(
     (phrases, NEAR, OR, prefix*, column filters) and a syntax error raises
     :class:`QuerySyntaxError`.
     """
-    query = _text(query)
+    query = _text(query, keyword=not raw)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
     match = _choice(match, MATCH_MODES, "match")
     backend = backend_for(bound_database())
@@ -401,7 +428,7 @@ def vector_search(
     limit, source, since = _limit(limit), _source(source), parse_since(since)
     backend = backend_for(bound_database())
     with backend.read_snapshot("search") as outer:
-        text, vector = (query, None) if isinstance(query, str) else ("", query)
+        text, vector = (_text(query, keyword=False), None) if isinstance(query, str) else ("", query)
         vector, model, note = _semantic_query(
             backend, text, vector, embedder, model, required=True, outer_transaction=outer
         )
@@ -505,8 +532,8 @@ def hybrid_search(
     normalises its score to 0 (the last of its list); a hit no weighted signal
     found is never returned. ``results.signals`` says what counted.
     """
-    query = _text(query)
     mode = _choice(mode, MODES, "mode")
+    query = _text(query, keyword=mode != "semantic")
     fusion = _choice(fusion, FUSIONS, "fusion")
     match = _choice(match, MATCH_MODES, "match")
     weight = _alpha(mode, alpha, fusion)

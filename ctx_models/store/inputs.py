@@ -30,12 +30,24 @@ def checked_text(value: Any, what: str, *, empty: bool = True) -> str:
             f"{what} contains a NUL character at index {value.index(chr(0))}; remove it "
             "(other SQLite programs cut text at NUL)"
         )
+    return encodable(value, what)
+
+
+def encodable(value: str, what: str) -> str:
+    """``value`` if it can be written as UTF-8, else a ValidationError.
+
+    A lone surrogate (from bytes decoded with ``errors="surrogateescape"``, as
+    Python decodes command-line arguments and file names that are not UTF-8, or
+    from JSON's ``"\\udcff"``) has no UTF-8 form: no database can store or
+    compare it, so it is refused before any SQL is sent.
+    """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(
-            f"{what} contains a lone surrogate at index {exc.start}, which is not valid UTF-8; "
-            "decode your input with errors='replace'"
+            f"{what} contains a lone surrogate at index {exc.start} "
+            f"({value[exc.start]!r}), which is not valid UTF-8; decode your input with "
+            "errors='replace'"
         ) from None
     return value
 

@@ -119,10 +119,17 @@ class KeywordStats:
             return Term(word, f'"{word}"', row[0] if row else 0)
         start = key[:_MIN_PREFIX]
         forms = conn.execute(_VOCAB_RANGE, (start, start[:-1] + chr(ord(start[-1]) + 1))).fetchall()
+        if not forms:
+            return Term(word, f'"{word}"', 0)
         stem = _stem(key)
-        for length in range(_MIN_PREFIX, len(key) + 1):
+        # No indexed word is longer than the longest form: a longer prefix covers nothing,
+        # so a long word costs one pass over it, not one copy of each of its prefixes.
+        longest = max(len(term) for term, _ in forms)
+        for length in range(_MIN_PREFIX, min(len(key), longest) + 1):
             prefix = key[:length]
             covered = [(term, count) for term, count in forms if term.startswith(prefix)]
+            if not covered:
+                break
             own = sum(count for term, count in covered if _stem(term) == stem)
             other = sum(count for term, count in covered if _stem(term) != stem)
             if own and other <= STRAY_FRACTION * own:
