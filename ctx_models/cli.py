@@ -670,6 +670,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that are text for the database (not file names, which may be any bytes), with
+# how the user wrote them. Python hands over bytes that are not UTF-8 as lone surrogates.
+_TEXT_ARGUMENTS = {
+    "query": "the question",
+    "source": "--source",
+    "id": "--id",
+    "model": "--model",
+    "since": "--since",
+}
+
+
+def _check_text_arguments(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a text argument that is not valid UTF-8 (e.g. ``$'\\xff'``)."""
+    if args.command == "copy":  # its SOURCE and DEST are paths or URLs
+        return
+    for name, shown in _TEXT_ARGUMENTS.items():
+        value = getattr(args, name, None)
+        if not isinstance(value, str):
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            what = f"the byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+            raise UsageError(
+                f"{shown} is not valid UTF-8 text ({what} at position {exc.start}); "
+                "pass it in UTF-8"
+            ) from None
+
+
 @contextmanager
 def _database_errors(action: str) -> Iterator[None]:
     """What a command's own queries raise, in the words of the bound database's backend."""
@@ -703,8 +733,23 @@ def _silence_stdout() -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process ends
 
 
+def _bytes_as_written() -> None:
+    """Print a file name that is not UTF-8 as the bytes it is (as ``ls`` does), not fail on it.
+
+    Python decodes such names with ``surrogateescape``; a UTF-8 locale's stdout is
+    strict and would raise on them.
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+        try:
+            reconfigure(errors="surrogateescape")
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    _bytes_as_written()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = (
@@ -718,6 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _check_text_arguments(args)
         with _database_errors(args.command):
             code = int(args.handler(args))
         if sys.stdout is not None:

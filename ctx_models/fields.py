@@ -32,6 +32,7 @@ __all__ = [
     "from_epoch",
     "encode_vector",
     "decode_vector",
+    "encodable",
 ]
 
 UTC = dt.UTC
@@ -183,14 +184,35 @@ class VectorField(BlobField):
         return decode_vector(bytes(value), self.column_name or "vector")
 
 
+def encodable(value: str, what: str) -> str:
+    """``value`` if it can be written as UTF-8, else a ValidationError.
+
+    A lone surrogate (from bytes decoded with ``errors="surrogateescape"``, as
+    Python decodes command-line arguments that are not UTF-8, or from JSON's
+    ``"\\udcff"``) has no UTF-8 form: no database can store or compare it, so it
+    is refused before any SQL is sent.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what} contains a lone surrogate at index {exc.start} "
+            f"({value[exc.start]!r}), which is not valid UTF-8; decode your input with "
+            "errors='replace'"
+        ) from None
+    return value
+
+
 def dump_json_object(value: Any, what: str = "metadata") -> str:
     """Serialise a mapping (or JSON object text) to compact JSON text, or refuse it."""
     if isinstance(value, str):
-        parsed = load_json(value, what, error=ValidationError)
+        parsed = load_json(encodable(value, what), what, error=ValidationError)
         if not isinstance(parsed, dict):
             raise ValidationError(
                 f"{what}: JSON text must be an object ({{...}}), got {type(parsed).__name__}"
             )
+        # A "\udcff" escape is valid JSON text for a lone surrogate: refused as one.
+        dump_json(parsed, what)
         return value
     if not isinstance(value, Mapping):
         raise ValidationError(
@@ -202,12 +224,13 @@ def dump_json_object(value: Any, what: str = "metadata") -> str:
 def dump_json(value: Any, what: str) -> str:
     """JSON text for any JSON-serialisable value, or a ValidationError saying why not."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(
             f"{what}: not JSON-serialisable ({exc}); use only dicts, lists, strings, "
             "finite numbers, booleans and None"
         ) from exc
+    return encodable(text, what)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -41,9 +41,8 @@ from peewee import Database
 from .backends import Backend, Candidate, backend_for
 from .embedders import Embedder, embed_texts, embedder_for_model
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
-from .fields import MAX_EPOCH, encode_vector, to_epoch
+from .fields import MAX_EPOCH, encodable, encode_vector, to_epoch
 from .models import Document, bound_database
-from .store.inputs import encodable
 from .words import unique_words
 
 __all__ = [
@@ -223,6 +222,12 @@ def _text(value: Any, what: str = "query", *, keyword: bool = True) -> str:
                 "or use mode='semantic'"
             )
     return value
+
+
+def _model(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValidationError(f"model must be a non-empty str or None, got {value!r}")
+    return None if value is None else encodable(value, "model")
 
 
 def _choice(value: Any, choices: Sequence[str], what: str) -> str:
@@ -426,6 +431,7 @@ def vector_search(
     if query is None:
         raise VectorError("a query is required: the question's text, or its vector")
     limit, source, since = _limit(limit), _source(source), parse_since(since)
+    model = _model(model)
     backend = backend_for(bound_database())
     with backend.read_snapshot("search") as outer:
         text, vector = (_text(query, keyword=False), None) if isinstance(query, str) else ("", query)
@@ -538,6 +544,7 @@ def hybrid_search(
     match = _choice(match, MATCH_MODES, "match")
     weight = _alpha(mode, alpha, fusion)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
+    model = _model(model)
     k_keyword, k_vector = (
         _limit(candidates_keyword, "candidates_keyword"),
         _limit(candidates_vector, "candidates_vector"),

@@ -141,7 +141,7 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
         .order_by(Document.source, Document.source_id, Chunk.chunk_index)
     )
     if source is not None:
-        query = query.where(Document.source == source)
+        query = query.where(Document.source == inputs.key_text(source, "source"))
     count = 0
     current: dict[str, Any] | None = None
     columns = [f.column_name for f in Document._meta.sorted_fields]
