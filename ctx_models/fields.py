@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from peewee import SQL, BigIntegerField, BlobField, Case, TextField, fn
+import peewee
+from peewee import SQL, BigIntegerField, BlobField, Case, fn
 from playhouse.sqlite_ext import JSONField, JSONPath
 
 from .errors import CorruptValueError, ValidationError, VectorError
@@ -33,6 +34,9 @@ __all__ = [
     "encode_vector",
     "decode_vector",
     "encodable",
+    "read_text",
+    "as_text",
+    "TextField",
 ]
 
 UTC = dt.UTC
@@ -184,6 +188,29 @@ class VectorField(BlobField):
         return decode_vector(bytes(value), self.column_name or "vector")
 
 
+def read_text(value: bytes) -> str:
+    """Stored text as UTF-8, with U+FFFD for bytes that are not (never an error).
+
+    SQLite keeps whatever bytes a program hands it, in a TEXT column as TEXT or as
+    a BLOB; ``ctx-models check`` reports such values and ``--repair`` stores BLOBs
+    as TEXT. Reads must not fail on them meanwhile.
+    """
+    return value.decode("utf-8", "replace")
+
+
+def as_text(value: Any) -> Any:
+    """A value read from a TEXT column: a BLOB (bytes) another program stored there becomes
+    text as :func:`read_text` makes it; anything else is returned as it is."""
+    return read_text(value) if isinstance(value, bytes) else value
+
+
+class TextField(peewee.TextField):
+    """peewee's ``TextField``, reading a BLOB another program stored in the column as text."""
+
+    def python_value(self, value: Any) -> Any:
+        return as_text(value)
+
+
 def encodable(value: str, what: str) -> str:
     """``value`` if it can be written as UTF-8, else a ValidationError.
 
@@ -307,6 +334,7 @@ class JSONObjectField(JSONField):
     def python_value(self, value: Any) -> dict[str, Any] | None:
         if value is None:
             return None
+        value = as_text(value)
         try:
             parsed = load_json(value, self.column_name or "json")
         except CorruptValueError:
@@ -314,7 +342,7 @@ class JSONObjectField(JSONField):
         return parsed if isinstance(parsed, dict) else UnreadableJSON(value)
 
 
-class IntegerTextField(TextField):
+class IntegerTextField(peewee.TextField):
     """An integer kept as its decimal text (the contract's checkpoint cursor)."""
 
     def db_value(self, value: Any) -> str | None:
@@ -333,6 +361,7 @@ class IntegerTextField(TextField):
     def python_value(self, value: Any) -> int | None:
         if value is None:
             return None
+        value = as_text(value)
         text = value if isinstance(value, str) else str(value)
         # The same grammar as Rust's i64 parsing, which the ctx tool uses to read it back.
         if _INTEGER_TEXT.fullmatch(text) and -(2**63) <= int(text) < 2**63:

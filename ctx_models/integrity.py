@@ -34,6 +34,7 @@ from typing import Any
 from peewee import Database, chunked
 
 from .errors import CorruptValueError
+from .fields import as_text
 from .hashing import chunk_hash
 from .models import MODELS, Checkpoint, Chunk, bound_database
 
@@ -209,7 +210,7 @@ def check_damaged_file(path: Any) -> CheckReport | None:
 
 
 def _ids(db: Database, sql: str, params: Sequence[Any] = ()) -> list[str]:
-    return [str(row[0]) for row in db.execute_sql(sql, params)]
+    return [str(as_text(row[0])) for row in db.execute_sql(sql, params)]
 
 
 def _finding(spec: Check, ids: list[str]) -> Finding:
@@ -244,6 +245,11 @@ def _found(db: Database, probe: Any) -> dict[str, tuple[Check, list[str]]]:
         if ids:
             found[spec.code] = (spec, ids)
     edited = edited_chunks(db)
+    if edited and hasattr(probe, "chunks_not_utf8"):
+        # Text that is not UTF-8 reads with U+FFFD, so its hash cannot match: that is not an
+        # edit, and recomputing the hash would be a guess (it is reported as not UTF-8).
+        unreadable = probe.chunks_not_utf8()
+        edited = [chunk_id for chunk_id in edited if chunk_id not in unreadable]
     if edited:
         found["chunk_text_edited"] = (
             Check(
@@ -308,10 +314,19 @@ def _repair(db: Database, probe: Any, findings: list[Finding]) -> dict[str, int]
     done: dict[str, int] = {}
     if "schema" in codes:
         done["schema"] = len(run_migrations(db).created)
-    found = {code: ids for code, (_, ids) in _found(db, probe).items() if code in codes}
 
     def run(sql: str, params: Sequence[Any] = ()) -> int:
         return int(db.execute_sql(sql, params).rowcount)
+
+    if "text_stored_as_blob" in codes:
+        # First: an id stored as a BLOB matches nothing in SQL, so its rows look orphaned
+        # until it is TEXT again, and the orphan repairs below would delete them.
+        done["text_stored_as_blob"] = probe.store_blobs_as_text(run)
+    found = {
+        code: ids
+        for code, (_, ids) in _found(db, probe).items()
+        if code in codes and code != "text_stored_as_blob"
+    }
 
     def each(ids: Sequence[str], statement: Callable[[str], str]) -> None:
         for batch in chunked(ids, 500):

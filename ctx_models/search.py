@@ -41,7 +41,7 @@ from peewee import Database
 from .backends import Backend, Candidate, backend_for
 from .embedders import Embedder, embed_texts, embedder_for_model
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
-from .fields import MAX_EPOCH, encodable, encode_vector, to_epoch
+from .fields import MAX_EPOCH, as_text, encodable, encode_vector, to_epoch
 from .models import Document, bound_database
 from .words import unique_words
 
@@ -635,7 +635,8 @@ def _rank(
     for start in range(0, len(ids), 500):
         query = Document.select(*columns).where(Document.id.in_(ids[start : start + 500]))
         for row in db.execute_sql(*query.sql()):
-            documents[row[0]] = row
+            # A BLOB another program stored in a TEXT column reads as text (check reports it).
+            documents[as_text(row[0])] = tuple(map(as_text, row[:5])) + row[5:]
     ranked = sorted(
         (doc_id for doc_id in best if doc_id in documents),
         key=lambda d: (-best[d][0], -_epoch_or_zero(documents[d]), d),

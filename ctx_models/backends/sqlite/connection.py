@@ -16,6 +16,7 @@ import peewee
 from peewee import SqliteDatabase
 
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
+from ...fields import read_text
 from ...models import bind
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ContextDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
+
     "SQLITE_HEADER",
 ]
 
@@ -160,12 +162,21 @@ def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
 
 
 class ContextDatabase(SqliteDatabase):
-    """peewee's ``SqliteDatabase``, whose rollback is a no-op once SQLite has rolled back itself.
+    """peewee's ``SqliteDatabase``, whose rollback is a no-op once SQLite has rolled back itself,
+    and whose connections read any stored text without failing.
 
     On some errors (a full disk, an interrupt) SQLite ends the transaction on
     its own; peewee's rollback would then fail with "cannot rollback - no
     transaction is active" and hide the real error.
     """
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        # SQLite stores whatever bytes a program hands it: TEXT that is not UTF-8 reads
+        # with U+FFFD (sqlite3 would raise "Could not decode to UTF-8"). BLOBs in TEXT
+        # columns are turned into text where rows are read (fields.as_text).
+        conn.text_factory = read_text
+        return conn
 
     def rollback(self) -> None:
         if not self.is_closed() and not self.connection().in_transaction:

@@ -79,6 +79,28 @@ _CHECKS = (
 
 
 _NOT_FINITE = Check("vectors_not_finite", "vectors holding NaN or infinite values", "", True, RE_EMBED)
+_TEXT_AS_BLOB = Check(
+    "text_stored_as_blob",
+    "TEXT values another program stored as BLOBs (read as text meanwhile)",
+    "",
+    True,
+    "repair stores the same bytes as TEXT",
+)
+_TEXT_NOT_UTF8 = Check(
+    "text_not_utf8",
+    "TEXT values whose bytes are not UTF-8 (read with U+FFFD in their place)",
+    "",
+    False,
+    "write these values again in UTF-8 (ingest the document again, or set_checkpoint)",
+)
+# The contract's tables with TEXT columns, and the key that names a row in a finding.
+_TEXT_KEYS = {
+    "documents": "id",
+    "chunks": "id",
+    "checkpoints": "source",
+    "embeddings": "chunk_id",
+    "chunk_vectors": "chunk_id",
+}
 
 
 def _is_corruption(exc: BaseException) -> bool:
@@ -172,7 +194,78 @@ class SQLiteIntegrity:
             for chunk_id, blob in cursor
             if not np.isfinite(np.frombuffer(blob, "<f4")).all()
         ]
-        return {"vectors_not_finite": (_NOT_FINITE, bad)} if bad else {}
+        found = {"vectors_not_finite": (_NOT_FINITE, bad)} if bad else {}
+        blobs, not_utf8 = self._foreign_text()
+        if blobs:
+            found["text_stored_as_blob"] = (_TEXT_AS_BLOB, blobs)
+        if not_utf8:
+            found["text_not_utf8"] = (_TEXT_NOT_UTF8, not_utf8)
+        return found
+
+    def _text_columns(self, table: str) -> list[str]:
+        rows = self.db.execute_sql(f"PRAGMA table_info({quoted_identifier(table)})")
+        return [str(row[1]) for row in rows if str(row[2]).upper() == "TEXT"]
+
+    def _foreign_text(self) -> tuple[list[str], list[str]]:
+        """Values of TEXT columns stored as BLOBs, and values whose bytes are not UTF-8.
+
+        Each as "table.column of key". Read as bytes (a cast, so no converter runs)
+        and decoded strictly here: SQLite stores any bytes it is handed.
+        """
+        blobs: list[str] = []
+        not_utf8: list[str] = []
+        for table, key in _TEXT_KEYS.items():
+            columns = self._text_columns(table)
+            if not columns:
+                continue
+            select = ", ".join(
+                f"typeof({quoted_identifier(c)}), CAST({quoted_identifier(c)} AS BLOB)" for c in columns
+            )
+            sql = f"SELECT {quoted_identifier(key)}, {select} FROM {quoted_identifier(table)}"
+            for row in self.db.execute_sql(sql):
+                where = f" of {row[0]}"
+                for i, column in enumerate(columns):
+                    kind, raw = row[1 + 2 * i], row[2 + 2 * i]
+                    if raw is None:
+                        continue
+                    if kind == "blob":
+                        blobs.append(f"{table}.{column}{where}")
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        not_utf8.append(f"{table}.{column}{where}")
+        return blobs, not_utf8
+
+    def chunks_not_utf8(self) -> set[str]:
+        """Chunks whose text is not UTF-8: their hash was made from bytes text cannot hold."""
+        bad = set()
+        for chunk_id, raw in self.db.execute_sql("SELECT id, CAST(text AS BLOB) FROM chunks"):
+            try:
+                (raw or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                bad.add(chunk_id)
+        return bad
+
+    def store_blobs_as_text(self, run: Callable[[str, Sequence[Any]], int]) -> int:
+        """Store every BLOB in a TEXT column as TEXT holding the same bytes; returns how many.
+
+        Nothing is guessed: the bytes stay. A BLOB of valid UTF-8 is then the text it
+        held, and an id stored as a BLOB joins its rows again (SQL never finds a BLOB
+        equal to TEXT); bytes that are not UTF-8 stay reported for a person.
+        """
+        # A key and the references to it change one statement at a time: the foreign keys
+        # are checked at commit, when both sides hold TEXT again.
+        run("PRAGMA defer_foreign_keys = ON", ())
+        changed = 0
+        for table in _TEXT_KEYS:
+            for column in self._text_columns(table):
+                name = quoted_identifier(column)
+                changed += run(
+                    f"UPDATE {quoted_identifier(table)} SET {name} = CAST({name} AS TEXT) "
+                    f"WHERE typeof({name}) = 'blob'",
+                    (),
+                )
+        return changed
 
     def keyword_index_problems(self) -> list[str]:
         """FTS5's own check of its index against the text it stores.

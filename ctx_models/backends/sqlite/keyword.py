@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import snippets
+from ...fields import as_text
 from ...stemming import stem as _stem
 from ...words import unique_words
 from ..base import Candidate, KeywordAnswer
@@ -202,8 +203,9 @@ def run(
 ) -> list[Candidate]:
     """Keyword candidates for an FTS5 expression, best first, score = −bm25."""
     sql, params = keyword_query(match, limit, source, since)
+    # FTS5's columns have no declared type: a BLOB another program wrote there reads as bytes.
     return [
-        Candidate(chunk_id, document_id, -score, snippet)
+        Candidate(as_text(chunk_id), as_text(document_id), -score, as_text(snippet))
         for chunk_id, document_id, score, snippet in conn.execute(sql, params).fetchall()
     ]
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from ... import snippets
 from ...errors import CorruptValueError, OutOfMemoryError
+from ...fields import as_text
 from ..base import Candidate
 from .connection import change_stamp
 
@@ -295,7 +296,7 @@ class VectorIndex:
         assert self._conn is not None, "the index is built before it is searched"
         conn = self._conn
         details: dict[int, tuple[str, str, str]] = {
-            rowid: (chunk_id, document_id, snippets.start_of(text))
+            rowid: (as_text(chunk_id), as_text(document_id), snippets.start_of(as_text(text)))
             for rowid, chunk_id, document_id, text in conn.execute(
                 _DETAILS_SQL, (snippets.VECTOR_CHARS + 1,)
             )
