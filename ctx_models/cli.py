@@ -46,12 +46,24 @@ class UsageError(CtxModelsError):
 
 def _where(args: argparse.Namespace) -> Path | str:
     """The database the command works on: a path, or a PostgreSQL URL."""
+    if args.db is not None and args.config is not None:
+        raise UsageError("give --db or --config, not both: each names the database")
     return resolve_database(args.db, args.config)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """connect()'s options from the command line: the wait for a lock (--timeout)."""
+    timeout = getattr(args, "timeout", None)
+    if timeout is None:
+        return {}
+    if not timeout >= 0:  # also NaN
+        raise UsageError(f"--timeout must be 0 or more seconds, got {timeout}")
+    return {"timeout": timeout}
 
 
 def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
     where = _where(args)
-    db = connect(where, create=create)
+    db = connect(where, create=create, **_options(args))
     if not create:
         backend = backend_for(db)
         with backend.errors("read"):
@@ -93,7 +105,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     where = _where(args)
     path = display(where)
     existed = not isinstance(where, Path) or (where.exists() and where.stat().st_size > 0)
-    db = connect(where)
+    db = connect(where, **_options(args))
     result = run_migrations(db)
     stored = schema_version(db)
     if not existed or "documents" in result.created:
@@ -224,7 +236,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     where = _where(args)
     path = display(where)
-    db = connect(where)
+    db = connect(where, **_options(args))
     migration = run_migrations(db)
     if migration.created:
         print(f"created {path} (schema version {migration.version})")
@@ -254,9 +266,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    _database(args)
+    if args.highlight and not args.json:
+        raise UsageError("--highlight keeps the match markers in --json output; add --json")
+    db = _database(args)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be from 0 (keyword only) to 1 (semantic only), got {args.alpha}")
+    if args.approximate and backend_for(db).name == "sqlite":
+        print("note: --approximate applies to PostgreSQL's HNSW indexes; SQLite searches exactly",
+              file=sys.stderr)
     results = search.hybrid_search(
         args.query,
         mode=args.mode,
@@ -270,14 +287,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         match="all" if args.all_words else "any",
         exact=not args.approximate,
     )
+    skipped = [s for s in results.signals.values() if not s.used]
     if args.json:
+        # The output stays a list of results (as before); why it is empty, or what was left
+        # out, goes to stderr, where a script reading stdout does not trip on it.
         found = [r.to_dict() for r in results]
         if not args.highlight:
             for item in found:
                 item["snippet"] = _highlight(item["snippet"], colour=False)
         print(json.dumps(found, indent=2, ensure_ascii=False))
+        if not results:
+            print(f"no results: {results.why_empty}{_unknown_source(args.source)}", file=sys.stderr)
+        else:
+            _skipped_notes(skipped)
         return EXIT_OK
-    skipped = [s for s in results.signals.values() if not s.used]
     if args.explain:
         print(f"signals: {' · '.join(map(str, results.signals.values()))}")
         print(f"fusion:  {results.fusion}, alpha {results.alpha:.2f}\n")
@@ -285,9 +308,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"no results: {results.why_empty}{_unknown_source(args.source)}")
         return EXIT_OK
     if not args.explain:
-        for signal in skipped:
-            if signal.note.startswith(_WORTH_SAYING):
-                print(f"note: semantic search skipped: {signal.note}", file=sys.stderr)
+        _skipped_notes(skipped)
     colour = _colour(sys.stdout)
     for rank, hit in enumerate(results, 1):
         print(f"{rank:>2}. [{hit.score:.3f}] {hit.title or '(untitled)'}")
@@ -312,6 +333,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 _WORTH_SAYING = ("the stored vectors' model is not available", "no stored vector has", "no chunk has an embedding")
 
 
+def _skipped_notes(skipped: list[search.Signal]) -> None:
+    for skipped_signal in skipped:
+        if skipped_signal.note.startswith(_WORTH_SAYING):
+            print(f"note: semantic search skipped: {skipped_signal.note}", file=sys.stderr)
+
+
 def _unknown_source(source: str | None) -> str:
     """When --source names no source at all, say so, with the ones there are."""
     from .models import Document
@@ -323,13 +350,42 @@ def _unknown_source(source: str | None) -> str:
     return f"; there is no source {source!r} (sources: {', '.join(known) or 'none'})"
 
 
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    _database(args)
+    if args.clear:
+        cleared = store.clear_checkpoint(args.source)
+        print(f"cleared the checkpoint of {args.source!r}" if cleared
+              else f"nothing to clear: {args.source!r} has no checkpoint")
+        return EXIT_OK
+    if args.set is not None:
+        try:
+            cursor = int(args.set, 10)
+        except ValueError:
+            raise UsageError(f"--set takes an integer cursor (epoch seconds), got {args.set!r}") from None
+        store.set_checkpoint(args.source, cursor)
+        print(f"set the checkpoint of {args.source!r} to {_cursor_shown(cursor)}")
+        return EXIT_OK
+    current = store.get_checkpoint(args.source)
+    print(f"{args.source}: no checkpoint" if current is None else f"{args.source}: {_cursor_shown(current)}")
+    return EXIT_OK
+
+
+def _cursor_shown(cursor: int) -> str:
+    if 0 <= cursor <= MAX_EPOCH:
+        when = dt.datetime.fromtimestamp(cursor, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{cursor} ({when})"
+    return str(cursor)
+
+
 def cmd_copy(args: argparse.Namespace) -> int:
     from .transfer import copy_store
 
+    if args.db is not None or args.config is not None:
+        raise UsageError("copy takes its databases as SOURCE and DEST; --db and --config do not apply")
     source_where = args.source if backends_is_url(args.source) else Path(args.source)
     dest_where = args.dest if backends_is_url(args.dest) else Path(args.dest)
-    source = connect(source_where, bind_models=False, create=False)
-    dest = connect(dest_where, bind_models=False)
+    source = connect(source_where, bind_models=False, create=False, **_options(args))
+    dest = connect(dest_where, bind_models=False, **_options(args))
     report = copy_store(
         source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
     )
@@ -448,6 +504,13 @@ def _location_options(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
         metavar="FILE",
         default=default,
         help="a ctx TOML config; its [db] path (or url) names the database",
+    )
+    where.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default,
+        help="how long to wait for another process's lock before giving up (default 30)",
     )
     parser.add_argument(
         "-v",
@@ -631,6 +694,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_copy)
+
+    p = command(
+        "checkpoint",
+        "show, set or clear a source's sync checkpoint",
+        "Show the sync cursor of SOURCE (the newest updated_at its connector synced), set it "
+        "(--set CURSOR, epoch seconds), or clear it (--clear) so the next sync starts over.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="the connector's source name")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--set", metavar="CURSOR", help="store this cursor (an integer)")
+    change.add_argument("--clear", action="store_true", help="delete the checkpoint")
+    p.set_defaults(handler=cmd_checkpoint)
 
     p = command(
         "index",

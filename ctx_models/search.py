@@ -168,7 +168,7 @@ def parse_since(value: Any) -> int | None:
         try:
             if len(text) == 10:
                 day = dt.date.fromisoformat(text)
-                return to_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), "since")
+                return _since_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError(
@@ -180,9 +180,20 @@ def parse_since(value: Any) -> int | None:
                 f"since: {value!r:.40} has no time zone; add one (2026-01-31T09:00Z, "
                 "2026-01-31T09:00+02:00) or give a date, YYYY-MM-DD"
             )
-        return to_epoch(parsed, "since")
+        return _since_epoch(parsed)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return to_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC), "since")
+        return _since_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
+    return _since_epoch(value)
+
+
+def _since_epoch(value: Any) -> int:
+    """A filter's lower bound in epoch seconds: a moment before 1970 is 0, which every
+    stored timestamp (epoch seconds from 0) is on or after, so it filters out nothing."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        if value < dt.datetime(1970, 1, 1, tzinfo=dt.UTC):
+            return 0
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) < 0:
+        return 0
     return to_epoch(value, "since")
 
 
@@ -362,7 +373,8 @@ def _semantic_query(
         except EmbedderUnavailableError as exc:
             if required:
                 raise
-            log.warning("semantic search skipped: %s", exc)
+            # Info, not a warning: the signal's note says it, and the CLI prints that once.
+            log.info("semantic search skipped: %s", exc)
             return None, None, f"the stored vectors' model is not available: {exc}"
     name = model if model is not None else embedder.model
     if name not in stored:
@@ -563,20 +575,24 @@ def hybrid_search(
             )
         semantic: list[Candidate] = []
         if mode != "keyword":
+            vector, vector_model, note = _semantic_query(
+                backend, query, query_vector, embedder, model,
+                required=mode == "semantic", outer_transaction=outer,
+            )
+            semantic, signals["semantic"] = _vector_candidates(
+                backend, vector, note, k_vector, source, since, vector_model,
+                outer_transaction=outer, exact=exact,
+            )
             if mode == "hybrid" and not keyword:
-                signals["semantic"] = Signal(
+                # Said only when semantic mode would answer: otherwise why it would not.
+                alone = (
+                    "semantic mode answers without one"
+                    if semantic
+                    else f"semantic mode finds nothing either ({signals['semantic'].note})"
+                )
+                semantic, signals["semantic"] = [], Signal(
                     "semantic", False, 0,
-                    "hybrid search needs a word of the question in the corpus; "
-                    "semantic mode answers without one",
-                )
-            else:
-                vector, vector_model, note = _semantic_query(
-                    backend, query, query_vector, embedder, model,
-                    required=mode == "semantic", outer_transaction=outer,
-                )
-                semantic, signals["semantic"] = _vector_candidates(
-                    backend, vector, note, k_vector, source, since, vector_model,
-                    outer_transaction=outer, exact=exact,
+                    f"hybrid search needs a word of the question in the corpus; {alone}",
                 )
         for signal in signals.values():
             if not signal.used:

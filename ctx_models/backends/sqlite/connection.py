@@ -153,8 +153,8 @@ def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
         )
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return DatabaseError(
-            f"{path} stayed locked by another process past the busy timeout; retry, "
-            "or raise `timeout` in connect()"
+            f"{path} stayed locked by another process past the busy timeout; retry, or "
+            "wait longer: --timeout SECONDS on the command line, connect(timeout=...) in Python"
         )
     if name.startswith("SQLITE_IOERR"):
         return DatabaseError(f"cannot {action} {path}: the disk reported an I/O error ({message})")
