@@ -423,7 +423,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         db = _database(args)
+        if args.repair and getattr(db, "read_only", False):
+            raise UsageError(
+                f"cannot repair {display(_where(args))}: this process may not write it; "
+                "run `ctx-models check` to report, and --repair where the file is writable"
+            )
         report = integrity.check(db, repair=args.repair)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except NotADatabaseError as exc:
         # Too damaged to open: SQLite's own report still says what is damaged.
         # (A file refused on its header alone, not SQLite or truncated, has no cause: its

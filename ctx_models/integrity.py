@@ -33,7 +33,7 @@ from typing import Any
 
 from peewee import Database, chunked
 
-from .errors import CorruptValueError
+from .errors import CorruptValueError, DatabaseError
 from .fields import as_text
 from .hashing import chunk_hash
 from .models import MODELS, Checkpoint, Chunk, bound_database
@@ -186,7 +186,16 @@ def check(db: Database | None = None, *, repair: bool = False) -> CheckReport:
             if repair:
                 log.warning("not repairing %s: the file itself is damaged", backend.location)
             return CheckReport(backend.location, quick)
-        with backend.write_transaction("check"):
+        read_only = bool(getattr(db, "read_only", False))
+        if repair and read_only:
+            raise DatabaseError(
+                f"cannot repair {backend.location}: this process may not write it (it is "
+                "open read-only); run `ctx-models check --repair` where the file is writable"
+            )
+        # A file this process may not write is checked in one read snapshot instead: no
+        # writer can be waited for, and none of this process's own can commit meanwhile.
+        transaction = backend.read_snapshot if read_only else backend.write_transaction
+        with transaction("check"):
             report = CheckReport(backend.location, quick, _findings(db, probe))
             if repair and not report.clean:
                 repaired = _repair(db, probe, report.findings)

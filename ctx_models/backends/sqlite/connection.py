@@ -18,6 +18,7 @@ from peewee import SqliteDatabase
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
 from ...fields import read_text
 from ...models import bind
+from .readonly import read_only_access, say_once
 
 __all__ = [
     "connect",
@@ -89,7 +90,11 @@ def read_user_version(path: Path, timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:
     """Read ``PRAGMA user_version`` without changing the file (0 for a new file)."""
     if not path.exists() or path.stat().st_size == 0:
         return 0
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    access = read_only_access(path)
+    if access is None:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    else:
+        conn = sqlite3.connect(access.uri, uri=True, timeout=timeout, isolation_level=None)
     try:
         with translate_errors(path):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -170,8 +175,26 @@ class ContextDatabase(SqliteDatabase):
     transaction is active" and hide the real error.
     """
 
+    #: The URI the file is opened with when this process may not write it (see readonly.py).
+    read_only_uri: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_uri is not None
+
     def _connect(self) -> sqlite3.Connection:
-        conn = super()._connect()
+        if self.read_only_uri is None:
+            conn = super()._connect()
+        else:
+            conn = sqlite3.connect(
+                self.read_only_uri, uri=True, timeout=self._timeout, isolation_level=None,
+                **self.connect_params,
+            )
+            try:
+                self._add_conn_hooks(conn)
+            except Exception:
+                conn.close()
+                raise
         # SQLite stores whatever bytes a program hands it: TEXT that is not UTF-8 reads
         # with U+FFFD (sqlite3 would raise "Could not decode to UTF-8"). BLOBs in TEXT
         # columns are turned into text where rows are read (fields.as_text).
@@ -239,18 +262,26 @@ def connect(
                     f"{file_path} has schema version {version}, newer than this ctx_models "
                     f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
                 )
-        try:
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot create directory {file_path.parent}: {exc.strerror}; "
-                "choose a writable location with --db or CTX_MODELS_DB"
-            ) from exc
+        access = read_only_access(file_path)
+        if access is None:
+            try:
+                file_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create directory {file_path.parent}: {exc.strerror}; "
+                    "choose a writable location with --db or CTX_MODELS_DB"
+                ) from exc
         db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        if access is not None:
+            db.read_only_uri = access.uri
+            say_once(file_path, access)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
-        mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
-    if raw != ":memory:" and str(mode).lower() != "wal":
+        if getattr(db, "read_only", False):  # the journal mode is the file's: nothing to switch
+            mode = str(db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+        else:
+            mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
+    if raw != ":memory:" and str(mode).lower() != "wal" and not db.read_only:
         db.close()
         raise DatabaseError(
             f"{raw}: SQLite refused WAL mode (journal_mode is {mode}); the file system may "
