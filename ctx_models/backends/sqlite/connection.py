@@ -184,14 +184,15 @@ class ContextDatabase(SqliteDatabase):
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only_uri is None:
-            conn = super()._connect()
+            conn = super()._connect()  # type: ignore[misc]  # peewee's stubs lack it
         else:
             conn = sqlite3.connect(
-                self.read_only_uri, uri=True, timeout=self._timeout, isolation_level=None,
+                self.read_only_uri, uri=True, timeout=self._timeout,  # type: ignore[attr-defined]
+                isolation_level=None,
                 **self.connect_params,
             )
             try:
-                self._add_conn_hooks(conn)
+                self._add_conn_hooks(conn)  # type: ignore[attr-defined]
             except Exception:
                 conn.close()
                 raise
