@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from . import __version__, integrity, search, snippets, store
 from .backends import backend_for, connect
 from .backends import is_url as backends_is_url
+from .backends.sqlite.readonly import read_only_access
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
 from .errors import CtxModelsError, NotADatabaseError
@@ -48,7 +49,26 @@ def _where(args: argparse.Namespace) -> Path | str:
     """The database the command works on: a path, or a PostgreSQL URL."""
     if args.db is not None and args.config is not None:
         raise UsageError("give --db or --config, not both: each names the database")
-    return resolve_database(args.db, args.config)
+    where = resolve_database(args.db, args.config)
+    _refuse_read_only(args, where)
+    return where
+
+
+# Commands that write the database; on a file this process may not write they stop at once.
+_WRITING = ("init", "seed", "embed", "delete")
+
+
+def _refuse_read_only(args: argparse.Namespace, where: Path | str) -> None:
+    writing = args.command in _WRITING or (args.command == "check" and args.repair)
+    if not writing or not isinstance(where, Path):
+        return
+    access = read_only_access(where.expanduser())
+    if access is not None:
+        what = "repair" if args.command == "check" else args.command
+        raise UsageError(
+            f"cannot {what} {display(where)}: this process may not write it ({access.why}); "
+            "run it where the file and its directory are writable"
+        )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -423,11 +443,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         db = _database(args)
-        if args.repair and getattr(db, "read_only", False):
-            raise UsageError(
-                f"cannot repair {display(_where(args))}: this process may not write it; "
-                "run `ctx-models check` to report, and --repair where the file is writable"
-            )
         report = integrity.check(db, repair=args.repair)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -769,6 +784,8 @@ def _check_text_arguments(args: argparse.Namespace) -> None:
     if args.command == "copy":  # its SOURCE and DEST are paths or URLs
         return
     for name, shown in _TEXT_ARGUMENTS.items():
+        if args.command == "checkpoint" and name == "source":
+            shown = "SOURCE"
         value = getattr(args, name, None)
         if not isinstance(value, str):
             continue

@@ -112,6 +112,8 @@ CLI_TEXT = [
     ("delete", "--id", "{X}", "--yes"),
     ("embed", "--model", "{X}", "--yes"),
     ("seed", "--model", "{X}", "-q"),
+    ("checkpoint", "{X}"),
+    ("checkpoint", "{X}", "--clear"),
 ]
 
 

@@ -43,6 +43,13 @@ class ReadOnly:
     reason: str
     immutable: bool
 
+    @property
+    def why(self) -> str:
+        """Why this process may not write it, in a few words."""
+        return "it is on a read-only file system" if "file system" in self.reason else (
+            "it or its directory is not writable"
+        )
+
 
 def _writable(path: Path) -> bool:
     # os.access asks the kernel, so it is right for root (who may write a 0555
