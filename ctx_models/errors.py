@@ -11,6 +11,7 @@ __all__ = [
     "CtxModelsError",
     "ConfigError",
     "DatabaseError",
+    "ConnectionLostError",
     "NotADatabaseError",
     "SchemaVersionError",
     "ValidationError",
@@ -20,6 +21,8 @@ __all__ = [
     "CorruptValueError",
     "EmbedderUnavailableError",
     "OutOfMemoryError",
+    "NotFoundError",
+    "TimeLimitError",
 ]
 
 
@@ -33,6 +36,12 @@ class ConfigError(CtxModelsError):
 
 class DatabaseError(CtxModelsError):
     """The database file cannot be opened, read or written."""
+
+
+class ConnectionLostError(DatabaseError):
+    """The connection to the database server was lost during a call (a server restart, a
+    terminated session); what that call was writing was rolled back, and the next call
+    connects again."""
 
 
 class NotADatabaseError(DatabaseError):
@@ -69,3 +78,11 @@ class EmbedderUnavailableError(CtxModelsError):
 
 class OutOfMemoryError(CtxModelsError, MemoryError):
     """The stored vectors do not fit in this process's memory for an in-memory search."""
+
+
+class NotFoundError(CtxModelsError, LookupError):
+    """What was asked for by id or name (a document, a tool) does not exist."""
+
+
+class TimeLimitError(CtxModelsError, TimeoutError):
+    """A request ran past its time limit; the answer, when it comes, is dropped."""

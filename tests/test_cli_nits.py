@@ -110,15 +110,15 @@ def test_stayed_locked_advice_names_an_option_that_exists(seeded: Path, run_cli)
     holder = sqlite3.connect(seeded, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        code, out, err = run_cli("--timeout", "0.2", "delete", "--source", "jira:ops", "--yes", "--db", str(seeded))
+        code, out, err = run_cli("--lock-timeout", "0.2", "delete", "--source", "jira:ops", "--yes", "--db", str(seeded))
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert code == 1 and "stayed locked" in err and "--timeout SECONDS" in err, err
+    assert code == 1 and "stayed locked" in err and "--lock-timeout SECONDS" in err, err
     ctx_models.bound_database().close()
-    code, out, err = run_cli("delete", "--source", "jira:ops", "--yes", "--timeout", "5", "--db", str(seeded))
+    code, out, err = run_cli("delete", "--source", "jira:ops", "--yes", "--lock-timeout", "5", "--db", str(seeded))
     assert code == 0, err
-    assert run_cli("stats", "--timeout", "-1", "--db", str(seeded))[0] == 1
+    assert run_cli("stats", "--lock-timeout", "-1", "--db", str(seeded))[0] == 1
 
 
 def test_since_before_1970_finds_everything(seeded: Path, run_cli) -> None:
