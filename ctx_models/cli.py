@@ -22,10 +22,11 @@ from typing import Any, TextIO
 
 from . import __version__, integrity, outputs, search, snippets, store
 from .backends import backend_for, connect
+from .backends.sqlite.readonly import read_only_access
 from .backends.urls import location
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
-from .errors import CtxModelsError
+from .errors import CtxModelsError, NotADatabaseError
 from .fields import MAX_EPOCH
 from .models import bound_database
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
@@ -46,12 +47,43 @@ class UsageError(CtxModelsError):
 
 def _where(args: argparse.Namespace) -> Path | str:
     """The database the command works on: a path, or a PostgreSQL URL."""
-    return resolve_database(args.db, args.config)
+    if args.db is not None and args.config is not None:
+        raise UsageError("give --db or --config, not both: each names the database")
+    where = resolve_database(args.db, args.config)
+    _refuse_read_only(args, where)
+    return where
+
+
+# Commands that write the database; on a file this process may not write they stop at once.
+_WRITING = ("init", "seed", "embed", "delete")
+
+
+def _refuse_read_only(args: argparse.Namespace, where: Path | str) -> None:
+    writing = args.command in _WRITING or (args.command == "check" and args.repair)
+    if not writing or not isinstance(where, Path):
+        return
+    access = read_only_access(where.expanduser())
+    if access is not None:
+        what = "repair" if args.command == "check" else args.command
+        raise UsageError(
+            f"cannot {what} {display(where)}: this process may not write it ({access.why}); "
+            "run it where the file and its directory are writable"
+        )
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """connect()'s options from the command line: the wait for a lock (--lock-timeout)."""
+    timeout = getattr(args, "lock_timeout", None)
+    if timeout is None:
+        return {}
+    if not timeout >= 0:  # also NaN
+        raise UsageError(f"--lock-timeout must be 0 or more seconds, got {timeout}")
+    return {"timeout": timeout}
 
 
 def _database(args: argparse.Namespace, *, create: bool = False) -> Any:
     where = _where(args)
-    db = connect(where, create=create)
+    db = connect(where, create=create, **_options(args))
     if not create:
         backend = backend_for(db)
         with backend.errors("read"):
@@ -93,7 +125,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     where = _where(args)
     path = display(where)
     existed = not isinstance(where, Path) or (where.exists() and where.stat().st_size > 0)
-    db = connect(where)
+    db = connect(where, **_options(args))
     result = run_migrations(db)
     stored = schema_version(db)
     if not existed or "documents" in result.created:
@@ -231,7 +263,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     where = _where(args)
     path = display(where)
-    db = connect(where)
+    db = connect(where, **_options(args))
     migration = run_migrations(db)
     if migration.created:
         print(f"created {path} (schema version {migration.version})")
@@ -331,9 +363,14 @@ _WOULD = {"created": "create", "updated": "update", "pruned": "prune"}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    _database(args)
+    if args.highlight and not args.json:
+        raise UsageError("--highlight keeps the match markers in --json output; add --json")
+    db = _database(args)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be from 0 (keyword only) to 1 (semantic only), got {args.alpha}")
+    if args.approximate and backend_for(db).name == "sqlite":
+        print("note: --approximate applies to PostgreSQL's HNSW indexes; SQLite searches exactly",
+              file=sys.stderr)
     results = search.hybrid_search(
         args.query,
         mode=args.mode,
@@ -347,14 +384,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         match="all" if args.all_words else "any",
         exact=not args.approximate,
     )
+    skipped = [s for s in results.signals.values() if not s.used]
     if args.json:
+        # The output stays a list of results (as before); why it is empty, or what was left
+        # out, goes to stderr, where a script reading stdout does not trip on it.
         found = [r.to_dict() for r in results]
         if not args.highlight:
             for item in found:
                 item["snippet"] = _highlight(item["snippet"], colour=False)
         print(json.dumps(found, indent=2, ensure_ascii=False))
+        if not results:
+            print(f"no results: {results.why_empty}{_unknown_source(args.source)}", file=sys.stderr)
+        else:
+            _skipped_notes(skipped)
         return EXIT_OK
-    skipped = [s for s in results.signals.values() if not s.used]
     if args.explain:
         print(f"signals: {' · '.join(map(str, results.signals.values()))}")
         print(f"fusion:  {results.fusion}, alpha {results.alpha:.2f}\n")
@@ -362,9 +405,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"no results: {results.why_empty}{_unknown_source(args.source)}")
         return EXIT_OK
     if not args.explain:
-        for signal in skipped:
-            if signal.note.startswith(_WORTH_SAYING):
-                print(f"note: semantic search skipped: {signal.note}", file=sys.stderr)
+        _skipped_notes(skipped)
     colour = _colour(sys.stdout)
     for rank, hit in enumerate(results, 1):
         print(f"{rank:>2}. [{hit.score:.3f}] {hit.title or '(untitled)'}")
@@ -389,6 +430,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 _WORTH_SAYING = ("the stored vectors' model is not available", "no stored vector has", "no chunk has an embedding")
 
 
+def _skipped_notes(skipped: list[search.Signal]) -> None:
+    for skipped_signal in skipped:
+        if skipped_signal.note.startswith(_WORTH_SAYING):
+            print(f"note: semantic search skipped: {skipped_signal.note}", file=sys.stderr)
+
+
 def _unknown_source(source: str | None) -> str:
     """When --source names no source at all, say so, with the ones there are."""
     from .models import Document
@@ -400,14 +447,43 @@ def _unknown_source(source: str | None) -> str:
     return f"; there is no source {source!r} (sources: {', '.join(known) or 'none'})"
 
 
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    _database(args)
+    if args.clear:
+        cleared = store.clear_checkpoint(args.source)
+        print(f"cleared the checkpoint of {args.source!r}" if cleared
+              else f"nothing to clear: {args.source!r} has no checkpoint")
+        return EXIT_OK
+    if args.set is not None:
+        try:
+            cursor = int(args.set, 10)
+        except ValueError:
+            raise UsageError(f"--set takes an integer cursor (epoch seconds), got {args.set!r}") from None
+        store.set_checkpoint(args.source, cursor)
+        print(f"set the checkpoint of {args.source!r} to {_cursor_shown(cursor)}")
+        return EXIT_OK
+    current = store.get_checkpoint(args.source)
+    print(f"{args.source}: no checkpoint" if current is None else f"{args.source}: {_cursor_shown(current)}")
+    return EXIT_OK
+
+
+def _cursor_shown(cursor: int) -> str:
+    if 0 <= cursor <= MAX_EPOCH:
+        when = dt.datetime.fromtimestamp(cursor, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{cursor} ({when})"
+    return str(cursor)
+
+
 def cmd_copy(args: argparse.Namespace) -> int:
     from .transfer import copy_store
 
+    if args.db is not None or args.config is not None:
+        raise UsageError("copy takes its databases as SOURCE and DEST; --db and --config do not apply")
     source_where = location(args.source)
     dest_where = location(args.dest)
-    source = connect(source_where, bind_models=False, create=False)
+    source = connect(source_where, bind_models=False, create=False, **_options(args))
     new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
-    dest = connect(dest_where, bind_models=False)
+    dest = connect(dest_where, bind_models=False, **_options(args))
     if new_file and isinstance(source_where, Path):
         # Before a row is copied: the copy is as private as the store it copies.
         outputs.give_mode(Path(dest_where), outputs.file_mode(source_where))
@@ -449,6 +525,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         db = _database(args)
         report = integrity.check(db, repair=args.repair)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except NotADatabaseError as exc:
+        # Too damaged to open: SQLite's own report still says what is damaged.
+        # (A file refused on its header alone, not SQLite or truncated, has no cause: its
+        # message says it all, and it cannot be read.)
+        damaged = integrity.check_damaged_file(_where(args)) if exc.__cause__ else None
+        if damaged is None:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        report = damaged
     except CtxModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -457,12 +545,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK if report.clean else EXIT_PROBLEMS
     print(f"database      {report.path}")
     damage = [line for message in report.quick_check for line in message.splitlines() if line]
-    print(f"quick_check   {'ok' if damage == ['ok'] else '; '.join(damage[:3])}")
     if damage != ["ok"]:
-        more = f" (and {len(damage) - 3} more)" if len(damage) > 3 else ""
-        print(f"problem       the file itself is damaged{more}: SQLite reports it, not the store")
+        lines = [line for line in damage if not line.startswith("*** in database")]
+        for line in lines[:_DAMAGE_LINES]:
+            print(f"damage        {line}")
+        more = len(lines) - _DAMAGE_LINES
+        if more > 0:
+            print(f"              (and {more} more lines: `ctx-models check --json` lists them all)")
+        print("problem       the file itself is damaged: SQLite's own check reports it, not the store")
         print("hint          restore a backup (`ctx-models backup` makes them); repair cannot fix this")
         return EXIT_PROBLEMS
+    print("quick_check   ok")
     for code, count in report.repaired.items():
         print(f"repaired      {code}: {count}")
     if report.clean:
@@ -503,6 +596,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# SQLite's report lines of a damaged file that `check` prints (--json has them all).
+_DAMAGE_LINES = 10
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -535,6 +632,13 @@ def _location_options(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
         metavar="FILE",
         default=default,
         help="a ctx TOML config; its [db] path (or url) names the database",
+    )
+    where.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default,
+        help="how long to wait for another process's lock before giving up (default 30)",
     )
     parser.add_argument(
         "-v",
@@ -793,6 +897,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_copy)
 
     p = command(
+        "checkpoint",
+        "show, set or clear a source's sync checkpoint",
+        "Show the sync cursor of SOURCE (the newest updated_at its connector synced), set it "
+        "(--set CURSOR, epoch seconds), or clear it (--clear) so the next sync starts over.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="the connector's source name")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--set", metavar="CURSOR", help="store this cursor (an integer)")
+    change.add_argument("--clear", action="store_true", help="delete the checkpoint")
+    p.set_defaults(handler=cmd_checkpoint)
+
+    p = command(
         "index",
         "build approximate vector indexes (PostgreSQL)",
         "Build an HNSW index per stored vector size on PostgreSQL, and report its recall against "
@@ -866,6 +982,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that are text for the database (not file names, which may be any bytes), with
+# how the user wrote them. Python hands over bytes that are not UTF-8 as lone surrogates.
+_TEXT_ARGUMENTS = {
+    "query": "the question",
+    "source": "--source",
+    "id": "--id",
+    "model": "--model",
+    "since": "--since",
+}
+
+
+def _check_text_arguments(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a text argument that is not valid UTF-8 (e.g. ``$'\\xff'``)."""
+    if args.command == "copy":  # its SOURCE and DEST are paths or URLs
+        return
+    for name, shown in _TEXT_ARGUMENTS.items():
+        if args.command == "checkpoint" and name == "source":
+            shown = "SOURCE"
+        value = getattr(args, name, None)
+        if not isinstance(value, str):
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            what = f"the byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+            raise UsageError(
+                f"{shown} is not valid UTF-8 text ({what} at position {exc.start}); "
+                "pass it in UTF-8"
+            ) from None
+
+
 @contextmanager
 def _database_errors(action: str) -> Iterator[None]:
     """What a command's own queries raise, in the words of the bound database's backend."""
@@ -899,8 +1047,23 @@ def _silence_stdout() -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process ends
 
 
+def _bytes_as_written() -> None:
+    """Print a file name that is not UTF-8 as the bytes it is (as ``ls`` does), not fail on it.
+
+    Python decodes such names with ``surrogateescape``; a UTF-8 locale's stdout is
+    strict and would raise on them.
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+        try:
+            reconfigure(errors="surrogateescape")
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    _bytes_as_written()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = (
@@ -914,6 +1077,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _check_text_arguments(args)
         with _database_errors(args.command):
             code = int(args.handler(args))
         if sys.stdout is not None:

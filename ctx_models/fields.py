@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from peewee import SQL, BigIntegerField, BlobField, Case, TextField, fn
+import peewee
+from peewee import SQL, BigIntegerField, BlobField, Case, fn
 from playhouse.sqlite_ext import JSONField, JSONPath
 
 from .errors import CorruptValueError, ValidationError, VectorError
@@ -32,6 +33,10 @@ __all__ = [
     "from_epoch",
     "encode_vector",
     "decode_vector",
+    "encodable",
+    "read_text",
+    "as_text",
+    "TextField",
 ]
 
 UTC = dt.UTC
@@ -183,14 +188,58 @@ class VectorField(BlobField):
         return decode_vector(bytes(value), self.column_name or "vector")
 
 
+def read_text(value: bytes) -> str:
+    """Stored text as UTF-8, with U+FFFD for bytes that are not (never an error).
+
+    SQLite keeps whatever bytes a program hands it, in a TEXT column as TEXT or as
+    a BLOB; ``ctx-models check`` reports such values and ``--repair`` stores BLOBs
+    as TEXT. Reads must not fail on them meanwhile.
+    """
+    return value.decode("utf-8", "replace")
+
+
+def as_text(value: Any) -> Any:
+    """A value read from a TEXT column: a BLOB (bytes) another program stored there becomes
+    text as :func:`read_text` makes it; anything else is returned as it is."""
+    return read_text(value) if isinstance(value, bytes) else value
+
+
+class TextField(peewee.TextField):
+    """peewee's ``TextField``, reading a BLOB another program stored in the column as text."""
+
+    def python_value(self, value: Any) -> Any:
+        return as_text(value)
+
+
+def encodable(value: str, what: str) -> str:
+    """``value`` if it can be written as UTF-8, else a ValidationError.
+
+    A lone surrogate (from bytes decoded with ``errors="surrogateescape"``, as
+    Python decodes command-line arguments that are not UTF-8, or from JSON's
+    ``"\\udcff"``) has no UTF-8 form: no database can store or compare it, so it
+    is refused before any SQL is sent.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what} contains a lone surrogate at index {exc.start} "
+            f"({value[exc.start]!r}), which is not valid UTF-8; decode your input with "
+            "errors='replace'"
+        ) from None
+    return value
+
+
 def dump_json_object(value: Any, what: str = "metadata") -> str:
     """Serialise a mapping (or JSON object text) to compact JSON text, or refuse it."""
     if isinstance(value, str):
-        parsed = load_json(value, what, error=ValidationError)
+        parsed = load_json(encodable(value, what), what, error=ValidationError)
         if not isinstance(parsed, dict):
             raise ValidationError(
                 f"{what}: JSON text must be an object ({{...}}), got {type(parsed).__name__}"
             )
+        # A "\udcff" escape is valid JSON text for a lone surrogate: refused as one.
+        dump_json(parsed, what)
         return value
     if not isinstance(value, Mapping):
         raise ValidationError(
@@ -202,12 +251,13 @@ def dump_json_object(value: Any, what: str = "metadata") -> str:
 def dump_json(value: Any, what: str) -> str:
     """JSON text for any JSON-serialisable value, or a ValidationError saying why not."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(
             f"{what}: not JSON-serialisable ({exc}); use only dicts, lists, strings, "
             "finite numbers, booleans and None"
         ) from exc
+    return encodable(text, what)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -284,6 +334,7 @@ class JSONObjectField(JSONField):
     def python_value(self, value: Any) -> dict[str, Any] | None:
         if value is None:
             return None
+        value = as_text(value)
         try:
             parsed = load_json(value, self.column_name or "json")
         except CorruptValueError:
@@ -291,7 +342,7 @@ class JSONObjectField(JSONField):
         return parsed if isinstance(parsed, dict) else UnreadableJSON(value)
 
 
-class IntegerTextField(TextField):
+class IntegerTextField(peewee.TextField):
     """An integer kept as its decimal text (the contract's checkpoint cursor)."""
 
     def db_value(self, value: Any) -> str | None:
@@ -310,6 +361,7 @@ class IntegerTextField(TextField):
     def python_value(self, value: Any) -> int | None:
         if value is None:
             return None
+        value = as_text(value)
         text = value if isinstance(value, str) else str(value)
         # The same grammar as Rust's i64 parsing, which the ctx tool uses to read it back.
         if _INTEGER_TEXT.fullmatch(text) and -(2**63) <= int(text) < 2**63:

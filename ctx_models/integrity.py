@@ -25,19 +25,22 @@ True
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from peewee import Database, chunked
 
 from .backends import backend_for
 from .backends.base import RE_EMBED, Check
-from .errors import CorruptValueError
+from .errors import CorruptValueError, DatabaseError
+from .fields import as_text
 from .hashing import chunk_hash
 from .models import MODELS, Checkpoint, Chunk, bound_database
 
-__all__ = ["Finding", "CheckReport", "Check", "check", "EXAMPLES"]
+__all__ = ["Finding", "CheckReport", "Check", "check", "check_damaged_file", "EXAMPLES"]
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +174,16 @@ def check(db: Database | None = None, *, repair: bool = False) -> CheckReport:
             if repair:
                 log.warning("not repairing %s: the file itself is damaged", backend.location)
             return CheckReport(backend.location, quick)
-        with backend.write_transaction("check"):
+        read_only = bool(getattr(db, "read_only", False))
+        if repair and read_only:
+            raise DatabaseError(
+                f"cannot repair {backend.location}: this process may not write it (it is "
+                "open read-only); run `ctx-models check --repair` where the file is writable"
+            )
+        # A file this process may not write is checked in one read snapshot instead: no
+        # writer can be waited for, and none of this process's own can commit meanwhile.
+        transaction = backend.read_snapshot if read_only else backend.write_transaction
+        with transaction("check"):
             report = CheckReport(backend.location, quick, _findings(db, probe))
             if repair and not report.clean:
                 repaired = _repair(db, probe, report.findings)
@@ -179,8 +191,23 @@ def check(db: Database | None = None, *, repair: bool = False) -> CheckReport:
     return report
 
 
+def check_damaged_file(path: Any) -> CheckReport | None:
+    """The report on a SQLite file too damaged to open: SQLite's own lines; None if not damage.
+
+    ``check`` uses it when opening the file fails because SQLite finds it damaged,
+    so it can still say what is damaged instead of only that it is.
+    """
+    from .backends.sqlite.integrity import file_damage
+    from .backends.urls import is_url
+
+    if not isinstance(path, (str, os.PathLike)) or is_url(path):
+        return None
+    report = file_damage(Path(path).expanduser())
+    return None if report is None else CheckReport(str(path), report)
+
+
 def _ids(db: Database, sql: str, params: Sequence[Any] = ()) -> list[str]:
-    return [str(row[0]) for row in db.execute_sql(sql, params)]
+    return [str(as_text(row[0])) for row in db.execute_sql(sql, params)]
 
 
 def _finding(spec: Check, ids: list[str]) -> Finding:
@@ -215,6 +242,11 @@ def _found(db: Database, probe: Any) -> dict[str, tuple[Check, list[str]]]:
         if ids:
             found[spec.code] = (spec, ids)
     edited = edited_chunks(db)
+    if edited and hasattr(probe, "chunks_not_utf8"):
+        # Text that is not UTF-8 reads with U+FFFD, so its hash cannot match: that is not an
+        # edit, and recomputing the hash would be a guess (it is reported as not UTF-8).
+        unreadable = probe.chunks_not_utf8()
+        edited = [chunk_id for chunk_id in edited if chunk_id not in unreadable]
     if edited:
         found["chunk_text_edited"] = (
             Check(
@@ -279,10 +311,19 @@ def _repair(db: Database, probe: Any, findings: list[Finding]) -> dict[str, int]
     done: dict[str, int] = {}
     if "schema" in codes:
         done["schema"] = len(run_migrations(db).created)
-    found = {code: ids for code, (_, ids) in _found(db, probe).items() if code in codes}
 
     def run(sql: str, params: Sequence[Any] = ()) -> int:
         return int(db.execute_sql(sql, params).rowcount)
+
+    if "text_stored_as_blob" in codes:
+        # First: an id stored as a BLOB matches nothing in SQL, so its rows look orphaned
+        # until it is TEXT again, and the orphan repairs below would delete them.
+        done["text_stored_as_blob"] = probe.store_blobs_as_text(run)
+    found = {
+        code: ids
+        for code, (_, ids) in _found(db, probe).items()
+        if code in codes and code != "text_stored_as_blob"
+    }
 
     def each(ids: Sequence[str], statement: Callable[[str], str]) -> None:
         for batch in chunked(ids, 500):

@@ -29,12 +29,11 @@ from peewee import (
     IntegerField,
     Model,
     ModelIndex,
-    TextField,
 )
 from playhouse.sqlite_ext import FTS5Model, SearchField
 
 from .errors import DatabaseError
-from .fields import EpochField, IntegerTextField, JSONObjectField, VectorField
+from .fields import EpochField, IntegerTextField, JSONObjectField, TextField, VectorField
 
 __all__ = [
     "database_proxy",

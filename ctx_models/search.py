@@ -41,8 +41,9 @@ from peewee import Database
 from .backends import Backend, Candidate, backend_for
 from .embedders import Embedder, embed_texts, embedder_for_model
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
-from .fields import MAX_EPOCH, encode_vector, to_epoch
+from .fields import MAX_EPOCH, as_text, encodable, encode_vector, to_epoch
 from .models import Document, bound_database
+from .words import unique_words
 
 __all__ = [
     "Candidate",
@@ -60,6 +61,8 @@ __all__ = [
     "DEFAULT_FUSION",
     "DEFAULT_ALPHA",
     "RRF_K",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_WORDS",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,13 @@ DEFAULT_ALPHA = {"rrf": 1 / 3, "minmax": 0.6}
 #: RRF's rank offset: a chunk at rank r in a list scores (RRF_K + 1) / (RRF_K + r), 1.0 first.
 RRF_K = 10
 MAX_LIMIT = 10_000
+#: The longest question searched, in characters (about 30 pages of text); a longer one is
+#: refused with a ValidationError rather than left to run for seconds per word form.
+MAX_QUERY_CHARS = 100_000
+#: The most distinct words a keyword (or hybrid) question may hold (any 10,000 characters of
+#: words of four letters or more fit): each is looked up in
+#: the index and becomes one term of the query.
+MAX_QUERY_WORDS = 2_000
 _EPSILON64 = float(np.finfo(np.float64).eps)
 _EPSILON32 = float(np.finfo(np.float32).eps)
 
@@ -159,7 +169,7 @@ def parse_since(value: Any) -> int | None:
         try:
             if len(text) == 10:
                 day = dt.date.fromisoformat(text)
-                return to_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), "since")
+                return _since_epoch(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError(
@@ -171,9 +181,20 @@ def parse_since(value: Any) -> int | None:
                 f"since: {value!r:.40} has no time zone; add one (2026-01-31T09:00Z, "
                 "2026-01-31T09:00+02:00) or give a date, YYYY-MM-DD"
             )
-        return to_epoch(parsed, "since")
+        return _since_epoch(parsed)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return to_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC), "since")
+        return _since_epoch(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
+    return _since_epoch(value)
+
+
+def _since_epoch(value: Any) -> int:
+    """A filter's lower bound in epoch seconds: a moment before 1970 is 0, which every
+    stored timestamp (epoch seconds from 0) is on or after, so it filters out nothing."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        if value < dt.datetime(1970, 1, 1, tzinfo=dt.UTC):
+            return 0
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) < 0:
+        return 0
     return to_epoch(value, "since")
 
 
@@ -190,13 +211,35 @@ def _limit(value: Any, what: str = "limit") -> int:
 def _source(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ValidationError(f"source must be a non-empty str or None, got {value!r}")
-    return value
+    return None if value is None else encodable(value, "source")
 
 
-def _text(value: Any, what: str = "query") -> str:
+def _text(value: Any, what: str = "query", *, keyword: bool = True) -> str:
+    """A question within the bounds: MAX_QUERY_CHARS characters, and (for keyword
+    search, which looks up each word) MAX_QUERY_WORDS distinct words."""
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a str, got {type(value).__name__}")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValidationError(
+            f"{what} is {len(value):,} characters long; at most {MAX_QUERY_CHARS:,} are searched "
+            "(search.MAX_QUERY_CHARS): ask with fewer words"
+        )
+    encodable(value, what)
+    if keyword:
+        count = len(unique_words(value))
+        if count > MAX_QUERY_WORDS:
+            raise ValidationError(
+                f"{what} has {count:,} different words; keyword search takes at most "
+                f"{MAX_QUERY_WORDS:,} (search.MAX_QUERY_WORDS): ask with fewer words, "
+                "or use mode='semantic'"
+            )
     return value
+
+
+def _model(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValidationError(f"model must be a non-empty str or None, got {value!r}")
+    return None if value is None else encodable(value, "model")
 
 
 def _choice(value: Any, choices: Sequence[str], what: str) -> str:
@@ -290,7 +333,7 @@ def keyword_search(
     (phrases, NEAR, OR, prefix*, column filters) and a syntax error raises
     :class:`QuerySyntaxError`.
     """
-    query = _text(query)
+    query = _text(query, keyword=not raw)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
     match = _choice(match, MATCH_MODES, "match")
     backend = backend_for(bound_database())
@@ -331,7 +374,8 @@ def _semantic_query(
         except EmbedderUnavailableError as exc:
             if required:
                 raise
-            log.warning("semantic search skipped: %s", exc)
+            # Info, not a warning: the signal's note says it, and the CLI prints that once.
+            log.info("semantic search skipped: %s", exc)
             return None, None, f"the stored vectors' model is not available: {exc}"
     name = model if model is not None else embedder.model
     if name not in stored:
@@ -400,9 +444,10 @@ def vector_search(
     if query is None:
         raise VectorError("a query is required: the question's text, or its vector")
     limit, source, since = _limit(limit), _source(source), parse_since(since)
+    model = _model(model)
     backend = backend_for(bound_database())
     with backend.read_snapshot("search") as outer:
-        text, vector = (query, None) if isinstance(query, str) else ("", query)
+        text, vector = (_text(query, keyword=False), None) if isinstance(query, str) else ("", query)
         vector, model, note = _semantic_query(
             backend, text, vector, embedder, model, required=True, outer_transaction=outer
         )
@@ -516,15 +561,18 @@ def hybrid_search(
     A signal that carries no information is left out: a zero question vector,
     or vectors all equally close. In hybrid mode the semantic list extends and
     re-ranks what keyword search found, so a question none of whose words occur
-    in the corpus gets no results (semantic mode still answers it). A hit whose
-    fused score is 0 is never returned. ``results.signals`` says what counted.
+    in the corpus gets no results (semantic mode still answers it). A hit is
+    returned when a signal of non-zero weight found it, even where min-max fusion
+    normalises its score to 0 (the last of its list); a hit no weighted signal
+    found is never returned. ``results.signals`` says what counted.
     """
-    query = _text(query)
     mode = _choice(mode, MODES, "mode")
+    query = _text(query, keyword=mode != "semantic")
     fusion = _choice(fusion, FUSIONS, "fusion")
     match = _choice(match, MATCH_MODES, "match")
     weight = _alpha(mode, alpha, fusion)
     limit, source, since = _limit(limit), _source(source), parse_since(since)
+    model = _model(model)
     k_keyword, k_vector = (
         _limit(candidates_keyword, "candidates_keyword"),
         _limit(candidates_vector, "candidates_vector"),
@@ -543,20 +591,24 @@ def hybrid_search(
             )
         semantic: list[Candidate] = []
         if mode != "keyword":
+            vector, vector_model, note = _semantic_query(
+                backend, query, query_vector, embedder, model,
+                required=mode == "semantic", outer_transaction=outer,
+            )
+            semantic, signals["semantic"] = _vector_candidates(
+                backend, vector, note, k_vector, source, since, vector_model,
+                outer_transaction=outer, exact=exact,
+            )
             if mode == "hybrid" and not keyword:
-                signals["semantic"] = Signal(
+                # Said only when semantic mode would answer: otherwise why it would not.
+                alone = (
+                    "semantic mode answers without one"
+                    if semantic
+                    else f"semantic mode finds nothing either ({signals['semantic'].note})"
+                )
+                semantic, signals["semantic"] = [], Signal(
                     "semantic", False, 0,
-                    "hybrid search needs a word of the question in the corpus; "
-                    "semantic mode answers without one",
-                )
-            else:
-                vector, vector_model, note = _semantic_query(
-                    backend, query, query_vector, embedder, model,
-                    required=mode == "semantic", outer_transaction=outer,
-                )
-                semantic, signals["semantic"] = _vector_candidates(
-                    backend, vector, note, k_vector, source, since, vector_model,
-                    outer_transaction=outer, exact=exact,
+                    f"hybrid search needs a word of the question in the corpus; {alone}",
                 )
         for signal in signals.values():
             if not signal.used:
@@ -592,9 +644,13 @@ def _rank(
         chunks.setdefault(candidate.chunk_id, candidate)
     best: dict[str, tuple[float, str]] = {}  # document id -> (score, chunk id)
     for chunk_id in sorted(chunks):
+        # Being in a list is the evidence, not the normalised score: min-max maps each
+        # list's last entry to 0, and that chunk still holds the words (or is closer than
+        # orthogonal). Only a signal of weight 0 vouches for nothing.
+        vouched = (alpha < 1.0 and chunk_id in k_part) or (alpha > 0.0 and chunk_id in v_part)
+        if not vouched:
+            continue
         score = (1.0 - alpha) * k_part.get(chunk_id, 0.0) + alpha * v_part.get(chunk_id, 0.0)
-        if score <= 0.0:
-            continue  # no signal vouches for it
         document_id = chunks[chunk_id].document_id
         if document_id not in best or score > best[document_id][0]:
             best[document_id] = (score, chunk_id)
@@ -611,7 +667,8 @@ def _rank(
     for start in range(0, len(ids), 500):
         query = Document.select(*columns).where(Document.id.in_(ids[start : start + 500]))
         for row in db.execute_sql(*query.sql()):
-            documents[row[0]] = row
+            # A BLOB another program stored in a TEXT column reads as text (check reports it).
+            documents[as_text(row[0])] = tuple(map(as_text, row[:5])) + row[5:]
     ranked = sorted(
         (doc_id for doc_id in best if doc_id in documents),
         key=lambda d: (-best[d][0], -_epoch_or_zero(documents[d]), d),

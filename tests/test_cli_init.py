@@ -258,9 +258,9 @@ def test_init_with_environment_variable(cwd, run_cli, monkeypatch, backend, targ
 @pytest.mark.parametrize(
     "use_db, use_config, use_env, winner",
     [
-        (True, True, True, "db"),
+        (True, True, True, None),  # --db and --config both name the database: refused
         (True, False, True, "db"),
-        (True, True, False, "db"),
+        (True, True, False, None),
         (False, True, True, "config"),
         (False, False, True, "env"),
         (False, False, False, "default"),
@@ -283,6 +283,10 @@ def test_precedence_db_config_env_default(cwd, run_cli, monkeypatch, use_db, use
     if use_env:
         monkeypatch.setenv("CTX_MODELS_DB", str(paths["env"]))
     code, _out, err = run_cli(*args)
+    if winner is None:
+        assert code == 1 and "not both" in err
+        assert not any(path.exists() for path in paths.values())
+        return
     assert code == 0, err
     assert {name for name, path in paths.items() if path.exists()} == {winner}
 

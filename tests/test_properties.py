@@ -209,7 +209,11 @@ def test_keyword_search_ors_the_informative_words(search_db, parts: list[str]) -
     holding = {w: {n for n, body in enumerate(VOCAB_TEXTS) if w in body.split()} for w in wanted}
     informative = {w for w in wanted if len(holding[w]) <= len(VOCAB_TEXTS) / 2} or wanted
     expected = sorted(f"doc{n}" for w in informative for n in holding[w])
-    hits = search.keyword_search(text)
+    try:
+        hits = search.keyword_search(text)
+    except ValidationError:  # a lone surrogate is refused in every question, as in every input
+        assert "\ud800" in text
+        return
     ids = {d.id: d.source_id for d in ctx_models.Document.select()}
     assert sorted({ids[h.document_id] for h in hits}) == sorted(set(expected))
 

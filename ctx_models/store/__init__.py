@@ -18,7 +18,7 @@ bound to (see :func:`ctx_models.connect`).
 from __future__ import annotations
 
 from ..chunking import chunk_text
-from .checkpoints import get_checkpoint, set_checkpoint
+from .checkpoints import clear_checkpoint, get_checkpoint, set_checkpoint
 from .documents import get_document, get_document_by_source, replace_chunks
 from .embeddings import (
     clear_embeddings,
@@ -57,6 +57,7 @@ __all__ = [
     "clear_embeddings",
     "get_checkpoint",
     "set_checkpoint",
+    "clear_checkpoint",
     "delete_document",
     "delete_source",
     "stats",

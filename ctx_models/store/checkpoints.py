@@ -18,6 +18,14 @@ def get_checkpoint(source: str) -> int | None:
 
 
 @translated("write")
+def clear_checkpoint(source: str) -> bool:
+    """Forget ``source``'s cursor (its next sync starts from the beginning); False if it had none."""
+    bound_database()
+    inputs.checked_text(source, "source", empty=False)
+    return bool(Checkpoint.delete().where(Checkpoint.source == source).execute())
+
+
+@translated("write")
 def set_checkpoint(source: str, cursor: int) -> None:
     """Store ``cursor`` (an integer, e.g. the newest ``updated_at`` synced) for ``source``."""
     db = bound_database()

@@ -80,6 +80,7 @@ def _with_chunks(query: Any) -> Document | None:
 def get_document(document_id: str) -> Document | None:
     """The document with this id, its ``chunks`` in order; ``None`` if there is none."""
     bound_database()
+    inputs.key_text(document_id, "document id")
     return _with_chunks(Document.select().where(Document.id == document_id))
 
 
@@ -87,6 +88,8 @@ def get_document(document_id: str) -> Document | None:
 def get_document_by_source(source: str, source_id: str) -> Document | None:
     """The document with this ``(source, source_id)``, its ``chunks`` in order, or ``None``."""
     bound_database()
+    inputs.key_text(source, "source")
+    inputs.key_text(source_id, "source_id")
     return _with_chunks(
         Document.select().where((Document.source == source) & (Document.source_id == source_id))
     )

@@ -122,6 +122,7 @@ def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool =
     db = bound_database()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+    inputs.checked_text(embedder.model, "the embedder's model", empty=False)
     writes.check_dims(db, embedder.model, embedder.dims)
     total_pending = _pending_query(embedder.model).count()
     done = 0
@@ -150,6 +151,8 @@ def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool =
 def clear_embeddings(model: str | None = None) -> int:
     """Delete embeddings and vectors (of ``model``, or all); returns how many embeddings went."""
     db = bound_database()
+    if model is not None:
+        inputs.key_text(model, "model")
     with backend_for(db).write_transaction():
         if model is None:
             ChunkVector.delete().execute()

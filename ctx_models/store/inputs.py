@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..fields import dump_json, dump_json_object, load_json, to_epoch
+from ..fields import dump_json, dump_json_object, encodable, load_json, to_epoch
 
 
 def optional_text(value: Any, what: str) -> str | None:
@@ -30,14 +30,14 @@ def checked_text(value: Any, what: str, *, empty: bool = True) -> str:
             f"{what} contains a NUL character at index {value.index(chr(0))}; remove it "
             "(other SQLite programs cut text at NUL)"
         )
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError(
-            f"{what} contains a lone surrogate at index {exc.start}, which is not valid UTF-8; "
-            "decode your input with errors='replace'"
-        ) from None
-    return value
+    return encodable(value, what)
+
+
+def key_text(value: Any, what: str) -> str:
+    """A str to look rows up by (an id, a source): any text that has a UTF-8 form."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a str, got {type(value).__name__}")
+    return encodable(value, what)
 
 
 def checked_raw_json(value: Any) -> str | None:
@@ -45,7 +45,7 @@ def checked_raw_json(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         checked_text(value, "raw_json")
-        load_json(value, "raw_json", error=ValidationError)
+        dump_json(load_json(value, "raw_json", error=ValidationError), "raw_json")  # no "\udcff"
         return value
     return dump_json(value, "raw_json")
 

@@ -12,7 +12,7 @@ from peewee import chunked
 
 from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..fields import from_epoch
+from ..fields import as_text, from_epoch
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
@@ -89,18 +89,21 @@ def stats() -> StoreStats:
         stale = db.execute_sql(
             "SELECT count(*) FROM embeddings e JOIN chunks c ON c.id = e.chunk_id WHERE e.hash != c.hash"
         ).fetchone()[0]
-        models = dict(
-            db.execute_sql("SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY model")
-        )
+        models = {
+            as_text(model): count
+            for model, count in db.execute_sql(
+                "SELECT model, count(*) FROM embeddings GROUP BY model ORDER BY model"
+            )
+        }
         orphan_checkpoints = db.execute_sql(
             "SELECT source, cursor, updated_at FROM checkpoints "
             "WHERE source NOT IN (SELECT DISTINCT source FROM documents) ORDER BY source"
         ).fetchall()
     sources = [
-        SourceStats(src, docs, chunks, embedded, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), docs, chunks, embedded, _cursor_or_none(cursor), _iso(at))
         for src, docs, chunks, embedded, cursor, at in per_source
     ] + [
-        SourceStats(src, 0, 0, 0, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), 0, 0, 0, _cursor_or_none(cursor), _iso(at))
         for src, cursor, at in orphan_checkpoints
     ]
     return StoreStats(
@@ -146,15 +149,17 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
         .order_by(*order, Chunk.chunk_index)
     )
     if source is not None:
+        source = inputs.key_text(source, "source")
         documents = documents.where(Document.source == source)
         chunks = chunks.where(Document.source == source)
     count = 0
     columns = [f.column_name for f in Document._meta.sorted_fields]
     with db.atomic():
-        chunk_rows = iter(db.execute_sql(*chunks.sql()))
+        # A BLOB another program stored in a TEXT column reads as text (check reports it).
+        chunk_rows = (tuple(map(as_text, row)) for row in db.execute_sql(*chunks.sql()))
         pending = next(chunk_rows, None)
         for row in db.execute_sql(*documents.sql()):
-            doc = dict(zip(columns, row))
+            doc = dict(zip(columns, map(as_text, row)))
             doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
             own = []
             while pending is not None and pending[0] == doc["id"]:

@@ -23,6 +23,7 @@ import peewee
 from ... import outputs
 from ...bulk import BulkInsert
 from ...errors import DatabaseError, QuerySyntaxError, ValidationError
+from ...fields import as_text
 from ...models import Chunk
 from ..base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
 from . import fts, keyword
@@ -197,7 +198,7 @@ class SQLiteBackend(Backend):
         found = {row[0]: row for row in conn.execute(sql, params).fetchall()}
         # A winner missing here was deleted since the index was built: never return it.
         candidates = [
-            Candidate(row[1], row[2], score, snippets.start_of(row[3]))
+            Candidate(as_text(row[1]), as_text(row[2]), score, snippets.start_of(as_text(row[3])))
             for rowid, score in hits
             if (row := found.get(rowid)) is not None
         ]

@@ -15,7 +15,9 @@ import peewee
 from peewee import SqliteDatabase
 
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
+from ...fields import read_text
 from ...models import SCHEMA_VERSION, bind
+from .readonly import read_only_access, say_once
 
 __all__ = [
     "connect",
@@ -167,8 +169,8 @@ def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
         )
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return DatabaseError(
-            f"{path} stayed locked by another process past the busy timeout; retry, "
-            "or raise `timeout` in connect()"
+            f"{path} stayed locked by another process past the busy timeout; retry, or "
+            "wait longer: --lock-timeout SECONDS on the command line, connect(timeout=...) in Python"
         )
     if name.startswith("SQLITE_IOERR"):
         return DatabaseError(f"cannot {action} {path}: the disk reported an I/O error ({message})")
@@ -182,8 +184,8 @@ class FileConnection(sqlite3.Connection):
 
 
 class ContextDatabase(SqliteDatabase):
-    """peewee's ``SqliteDatabase``, that notices its file being replaced, and whose rollback
-    is a no-op once SQLite has rolled back itself.
+    """peewee's ``SqliteDatabase``, that notices its file being replaced, whose rollback is a
+    no-op once SQLite has rolled back itself, and whose connections read any stored text.
 
     A database file deleted or replaced (a restore, ``mv``, ``backup --force`` by
     another program) while a connection is open leaves the connection on the
@@ -201,8 +203,18 @@ class ContextDatabase(SqliteDatabase):
         kwargs.setdefault("factory", FileConnection)
         super().__init__(database, *args, **kwargs)
 
+    #: False here; True for a ReadOnlyDatabase.
+    read_only = False
+
+    def _open(self) -> sqlite3.Connection:
+        return super()._connect()  # type: ignore[misc]  # peewee types lack it
+
     def _connect(self) -> sqlite3.Connection:
-        conn = super()._connect()  # type: ignore[misc]  # peewee types lack _connect
+        conn = self._open()
+        # SQLite stores whatever bytes a program hands it: TEXT that is not UTF-8 reads
+        # with U+FFFD (sqlite3 would raise "Could not decode to UTF-8"). BLOBs in TEXT
+        # columns are turned into text where rows are read (fields.as_text).
+        conn.text_factory = read_text
         if isinstance(conn, FileConnection) and self.database not in (":memory:", ""):
             path = os.path.abspath(self.database)  # as opened: later chdir() changes nothing
             try:
@@ -259,8 +271,13 @@ class ReadOnlyDatabase(ContextDatabase):
     path stays in ``database`` for messages; only the connection uses a URI.
     """
 
-    def _connect(self) -> sqlite3.Connection:
-        uri = Path(self.database).resolve().as_uri() + "?mode=ro"
+    read_only = True
+    #: The URI SQLite opens; None: the path with ``mode=ro``. A file this process may not
+    #: write may need ``immutable=1`` too (see readonly.py).
+    uri: str | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        uri = self.uri or Path(self.database).resolve().as_uri() + "?mode=ro"
         conn = sqlite3.connect(
             uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params  # type: ignore[attr-defined]
         )
@@ -331,11 +348,18 @@ def connect(
             raise DatabaseError(
                 f"no database at {file_path}; create it with `ctx-models init --db {file_path}`"
             )
+        # A file this process may not write is read the way SQLite allows (readonly.py).
+        access = read_only_access(file_path) if file_path.exists() else None
+        if access is not None:
+            readonly = True
+            say_once(file_path, access)
         if check_version and not readonly:  # read-only: checked below, on its own connection
             _check_version(file_path, read_user_version(file_path, timeout))
         if readonly:
             # The contract's WAL mode is the writer's to set; a reader reads either journal.
             db = ReadOnlyDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+            if access is not None:
+                db.uri = access.uri
         else:
             try:
                 file_path.parent.mkdir(parents=True, exist_ok=True)

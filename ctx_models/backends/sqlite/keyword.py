@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import snippets
+from ...fields import as_text
 from ...stemming import stem as _stem
 from ...words import unique_words
 from ..base import Candidate, KeywordAnswer
@@ -119,10 +120,17 @@ class KeywordStats:
             return Term(word, f'"{word}"', row[0] if row else 0)
         start = key[:_MIN_PREFIX]
         forms = conn.execute(_VOCAB_RANGE, (start, start[:-1] + chr(ord(start[-1]) + 1))).fetchall()
+        if not forms:
+            return Term(word, f'"{word}"', 0)
         stem = _stem(key)
-        for length in range(_MIN_PREFIX, len(key) + 1):
+        # No indexed word is longer than the longest form: a longer prefix covers nothing,
+        # so a long word costs one pass over it, not one copy of each of its prefixes.
+        longest = max(len(term) for term, _ in forms)
+        for length in range(_MIN_PREFIX, min(len(key), longest) + 1):
             prefix = key[:length]
             covered = [(term, count) for term, count in forms if term.startswith(prefix)]
+            if not covered:
+                break
             own = sum(count for term, count in covered if _stem(term) == stem)
             other = sum(count for term, count in covered if _stem(term) != stem)
             if own and other <= STRAY_FRACTION * own:
@@ -195,8 +203,9 @@ def run(
 ) -> list[Candidate]:
     """Keyword candidates for an FTS5 expression, best first, score = −bm25."""
     sql, params = keyword_query(match, limit, source, since)
+    # FTS5's columns have no declared type: a BLOB another program wrote there reads as bytes.
     return [
-        Candidate(chunk_id, document_id, -score, snippet)
+        Candidate(as_text(chunk_id), as_text(document_id), -score, as_text(snippet))
         for chunk_id, document_id, score, snippet in conn.execute(sql, params).fetchall()
     ]
 

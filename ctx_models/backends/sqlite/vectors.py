@@ -30,6 +30,7 @@ import numpy as np
 
 from ... import snippets
 from ...errors import CorruptValueError, OutOfMemoryError
+from ...fields import as_text
 from ..base import Candidate
 from .connection import change_stamp
 
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 # 1,000 rows (190-210 ms).
 _VECTOR_ROWS_SQL = "SELECT rowid, embedding FROM chunk_vectors ORDER BY rowid"
 _VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
+_LENGTHS_FROM_SQL = (
+    "SELECT length(embedding), count(*) FROM chunk_vectors WHERE rowid >= ? GROUP BY 1"
+)
 _SLICE_ROWS = 250
 _SCAN_CACHE_KIB = 256
 # One row per document (a covering scan of idx_chunk_vectors_document_id), not per vector.
@@ -130,6 +134,14 @@ class _GroupBuilder:
         self.filled = 0
         self.positions: list[np.ndarray] = []
 
+    def reserve(self, rows: int) -> None:
+        """Make the matrix hold exactly ``rows`` rows in all (the rows filled are kept)."""
+        self.capacity = rows
+        if self.matrix is not None and len(self.matrix) != rows:
+            resized = _new_matrix(max(rows, self.filled), self.length // 4)
+            resized[: self.filled] = self.matrix[: self.filled]
+            self.matrix = resized
+
     def add(self, blobs: list[bytes], positions: np.ndarray) -> None:
         if self.length == 0 or self.length % 4:
             raise CorruptValueError(
@@ -137,9 +149,10 @@ class _GroupBuilder:
                 "run `ctx-models check --repair`"
             )
         if self.matrix is None or self.filled + len(blobs) > len(self.matrix):
-            grown = _new_matrix(
-                max(self.capacity, 2 * (self.filled + len(blobs))), self.length // 4
-            )
+            needed = self.filled + len(blobs)
+            # The room counted for this length; twice what is needed only if the count was short.
+            rows = self.capacity if self.capacity >= needed else max(self.capacity, 2 * needed)
+            grown = _new_matrix(rows, self.length // 4)
             if self.matrix is not None:
                 grown[: self.filled] = self.matrix[: self.filled]
             self.matrix = grown
@@ -283,7 +296,7 @@ class VectorIndex:
         assert self._conn is not None, "the index is built before it is searched"
         conn = self._conn
         details: dict[int, tuple[str, str, str]] = {
-            rowid: (chunk_id, document_id, snippets.start_of(text))
+            rowid: (as_text(chunk_id), as_text(document_id), snippets.start_of(as_text(text)))
             for rowid, chunk_id, document_id, text in conn.execute(
                 _DETAILS_SQL, (snippets.VECTOR_CHARS + 1,)
             )
@@ -445,17 +458,40 @@ def _small_cache(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _read_groups(conn: sqlite3.Connection) -> dict[int, _Group]:
-    """Every vector, normalised, grouped by length, with its chunk_vectors row id (ascending)."""
+    """Every vector, normalised, grouped by length, with its chunk_vectors row id (ascending).
+
+    Each length's matrix is sized by its own count. One length (one model) is
+    nearly always all there is, so the first length gets room for every row,
+    known from a cheap count; once a second length shows up, the rows still to
+    come are counted per length (one more scan, only for stores of several
+    lengths) and every matrix is resized to what it will hold, so one odd vector
+    never reserves a matrix of its size for every row.
+    """
     count = conn.execute(_VECTOR_COUNT_SQL).fetchone()[0]
     rowids = np.empty(count, dtype=np.int64)
     cursor = conn.execute(_VECTOR_ROWS_SQL)
     builders: dict[int, _GroupBuilder] = {}
+    # Rows per length from the slice where a second length appeared on; None while one length.
+    coming: dict[int, int] | None = None
 
-    def builder_for(size: int) -> _GroupBuilder:
+    def count_coming(first_rowid: int) -> dict[int, int]:
+        counts = dict(conn.execute(_LENGTHS_FROM_SQL, (first_rowid,)).fetchall())
+        for size, builder in builders.items():
+            builder.reserve(builder.filled + counts.get(size, 0))
+        return counts
+
+    def add(size: int, blobs: list[bytes], positions: np.ndarray, first_rowid: int) -> None:
+        nonlocal coming
         if size not in builders:
-            # The first length seen is nearly always the only one: room for every row.
-            builders[size] = _GroupBuilder(size, 0 if builders else count)
-        return builders[size]
+            builders[size] = _GroupBuilder(size, count if coming is None else coming.get(size, 0))
+        try:
+            builders[size].add(blobs, positions)
+        except OutOfMemoryError:
+            if coming is not None:
+                raise
+            # Room for every row was refused: size each length by its own count, then retry.
+            coming = count_coming(first_rowid)
+            builders[size].add(blobs, positions)
 
     position = 0
     while rows := cursor.fetchmany(_SLICE_ROWS):
@@ -469,12 +505,15 @@ def _read_groups(conn: sqlite3.Connection) -> dict[int, _Group]:
                 "run `ctx-models check --repair`"
             )
         sizes = set(map(len, blobs))
+        first_rowid = rows[0][0]
+        if coming is None and len(sizes | builders.keys()) > 1:
+            coming = count_coming(first_rowid)
         if len(sizes) == 1:
-            builder_for(sizes.pop()).add(blobs, np.arange(position, position + len(blobs)))
+            add(sizes.pop(), blobs, np.arange(position, position + len(blobs)), first_rowid)
         else:  # vectors of several lengths (several models): one group per length
-            for size in sizes:
+            for size in sorted(sizes):
                 picked = [i for i, blob in enumerate(blobs) if len(blob) == size]
-                builder_for(size).add([blobs[i] for i in picked], position + np.asarray(picked))
+                add(size, [blobs[i] for i in picked], position + np.asarray(picked), first_rowid)
         position += len(blobs)
     if position != count:
         raise RuntimeError(f"{position} vectors but {count} counted")
