@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,12 +31,14 @@ __all__ = [
     "ReadOnlyDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
+    "SQLITE_HEADER",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a writer waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Set on every connection. WAL is switched on separately (see _switch_to_wal).
 # A 64 MB page cache (an upper bound, not an allocation) speeds bulk loads and
@@ -50,55 +53,69 @@ PRAGMAS = (
 def check_database_file(path: Path) -> None:
     """Refuse paths that are not, or cannot become, a SQLite database file.
 
-    Runs before the store's connection opens the file, so nothing is changed on
-    a bad path. The file is read through SQLite, read-only, never with a file
-    descriptor of our own: closing any descriptor of a file drops every POSIX
-    lock the process holds on it, SQLite's included, and another process could
-    then checkpoint and delete the WAL under a connection still open here.
-    SQLite keeps its own descriptors open while another of its connections
-    holds a lock.
+    Runs before SQLite opens the file, so nothing is changed on a bad path. The
+    header is read only when no descriptor of this process refers to the file:
+    closing any descriptor of a file drops every POSIX lock the process holds on
+    it, SQLite's included, and another process could then checkpoint and delete
+    the WAL under a connection still open here. A file open here already opened
+    as a database; SQLite's own errors cover it.
     """
     if path.is_dir():
         raise NotADatabaseError(
             f"{path} is a directory; pass the path of a database file, e.g. {path / 'ctx.sqlite'}"
         )
     try:
-        size = path.stat().st_size
+        found = path.stat()
     except FileNotFoundError:
         return
     except OSError as exc:
         raise DatabaseError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
-    if not size:
+    if _open_in_this_process(found):
+        return
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    if not header:
         return  # An empty file is a valid, empty SQLite database.
-    if not os.access(path, os.R_OK):
-        raise DatabaseError(f"cannot read {path}: permission denied; check its permissions")
-    try:
-        conn = sqlite3.connect(
-            path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, timeout=0
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise NotADatabaseError(
+            f"{path} is not a SQLite database (its first bytes are not the SQLite header); "
+            "pass the path of a ctx database, or a new path to create one"
         )
-    except sqlite3.Error:
-        return  # the store's own connection reports what is wrong, in our words
-    try:
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        page_count = conn.execute("PRAGMA page_count").fetchone()[0]
-    except sqlite3.Error as exc:
-        if sqlite_error_name(exc) == "SQLITE_NOTADB":
-            raise NotADatabaseError(
-                f"{path} is not a SQLite database (its first bytes are not the SQLite header); "
-                "pass the path of a ctx database, or a new path to create one"
-            ) from None
-        return  # busy, or a WAL it cannot read without writing: the real open will say
-    finally:
-        conn.close()
-    # SQLite counts the pages from the header when the header is valid for the file, else
-    # from the file's size. Only a file at rest can be judged: while a WAL file exists, a
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, page_count = struct.unpack(">II", header[24:32])
+    valid_for = struct.unpack(">I", header[92:96])[0]
+    # Only a file at rest can be judged by its header: while a WAL file exists, a
     # checkpoint in another process may have written page 1 before the pages it adds.
     at_rest = not Path(f"{path}-wal").exists()
-    if at_rest and page_count * page_size > size:
+    if at_rest and valid_for == change_counter and page_count * page_size > path.stat().st_size:
         raise NotADatabaseError(
             f"{path} is truncated: its header says {page_count * page_size} bytes, the file has "
-            f"{size}; restore it from a backup"
+            f"{path.stat().st_size}; restore it from a backup"
         )
+
+
+def _open_in_this_process(found: os.stat_result) -> bool:
+    """Whether a descriptor of this process refers to the file ``found``; True when unknown.
+
+    Linux lists a process's descriptors in /proc/self/fd; elsewhere the answer
+    is unknown, and the header is left to SQLite.
+    """
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return True
+    for descriptor in descriptors:
+        try:
+            target = os.stat(f"/proc/self/fd/{descriptor}")
+        except OSError:
+            continue  # closed since listed (the listing's own descriptor, say)
+        if (target.st_dev, target.st_ino) == (found.st_dev, found.st_ino):
+            return True
+    return False
 
 
 def read_user_version(path: Path, timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:
