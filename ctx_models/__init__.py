@@ -20,6 +20,7 @@ from .errors import (
     DatabaseError,
     DimensionMismatchError,
     EmbedderUnavailableError,
+    ModelFilesError,
     NotADatabaseError,
     OutOfMemoryError,
     QuerySyntaxError,
@@ -75,5 +76,6 @@ __all__ = [
     "QuerySyntaxError",
     "CorruptValueError",
     "EmbedderUnavailableError",
+    "ModelFilesError",
     "OutOfMemoryError",
 ]
