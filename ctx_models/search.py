@@ -322,15 +322,15 @@ def _semantic_query(
         return _query_vector(vector), model, "the vector given"
     stored = backend.stored_models(outer_transaction=outer_transaction)
     if embedder is None:
-        name = model if model is not None else next(iter(stored), None)
-        if name is None:
+        if model is None and not stored:
             return None, None, "no chunk has an embedding yet; run `ctx-models embed`"
         try:
-            embedder = embedder_for_model(name)
+            embedder = _stored_models_embedder([model] if model is not None else list(stored))
         except EmbedderUnavailableError as exc:
             if required:
                 raise
-            log.warning("semantic search skipped: %s", exc)
+            # The result's signals say it (the CLI prints it once); a warning would repeat it.
+            log.info("semantic search skipped: %s", exc)
             return None, None, f"the stored vectors' model is not available: {exc}"
     name = model if model is not None else embedder.model
     if name not in stored:
@@ -339,6 +339,23 @@ def _semantic_query(
     query = embed_texts(embedder, [text])[0]
     # Filtering by model costs a pass over every row; one model needs none.
     return query, (name if model is not None or len(stored) > 1 else None), f"model {name}"
+
+
+def _stored_models_embedder(names: list[str]) -> Embedder:
+    """The embedder of the first of ``names`` (stored models, most embeddings first) that loads.
+
+    With vectors of two models in the store, the one that covers more chunks is
+    searched; the other only when the first's embedder is not available here.
+    """
+    first: EmbedderUnavailableError | None = None
+    for name in names:
+        try:
+            return embedder_for_model(name)
+        except EmbedderUnavailableError as exc:
+            first = first or exc
+            log.info("model %s not available: %s", name, exc)
+    assert first is not None
+    raise first
 
 
 def _vector_candidates(

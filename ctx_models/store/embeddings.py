@@ -61,25 +61,35 @@ def upsert_embeddings(rows: Iterable[Any]) -> int:
     return total
 
 
-def _pending_query(model: str) -> Any:
+def _pending_query(model: str, keep_others: bool = False) -> Any:
+    if keep_others:
+        # A chunk holds one embedding (the contract's key): leave other models' alone.
+        on = Embedding.chunk == Chunk.id
+        pending = Embedding.chunk.is_null() | (
+            (Embedding.model == model) & (Embedding.hash != Chunk.hash)
+        )
+    else:
+        on = (Embedding.chunk == Chunk.id) & (Embedding.model == model)
+        pending = Embedding.chunk.is_null() | (Embedding.hash != Chunk.hash)
     return (
         Chunk.select(Chunk)
-        .join(
-            Embedding,
-            JOIN.LEFT_OUTER,
-            on=(Embedding.chunk == Chunk.id) & (Embedding.model == model),
-        )
-        .where(Embedding.chunk.is_null() | (Embedding.hash != Chunk.hash))
+        .join(Embedding, JOIN.LEFT_OUTER, on=on)
+        .where(pending)
         .order_by(Chunk.document, Chunk.chunk_index)
     )
 
 
 @translated("read")
-def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
-    """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs)."""
+def pending_chunks(
+    model: str, limit: int | None = None, *, keep_others: bool = False
+) -> list[Chunk]:
+    """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs).
+
+    With ``keep_others``, chunks that hold another model's embedding are not pending.
+    """
     bound_database()
     inputs.checked_text(model, "model", empty=False)
-    query = _pending_query(model)
+    query = _pending_query(model, keep_others)
     if limit is not None:
         query = query.limit(limit)
     return list(query)
@@ -104,17 +114,23 @@ def embeddings_replaced_by(model: str) -> dict[str, int]:
 
 
 @translated("write")
-def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool = False) -> int:
-    """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count."""
+def embed_pending(
+    embedder: Embedder, batch_size: int = 256, *, progress: bool = False, keep_others: bool = False
+) -> int:
+    """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count.
+
+    A chunk holds one embedding, so embedding it replaces another model's, batch by
+    batch; ``keep_others=True`` leaves chunks embedded by other models as they are.
+    """
     db = bound_database()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
     writes.check_dims(db, embedder.model, embedder.dims)
-    total_pending = _pending_query(embedder.model).count()
+    total_pending = _pending_query(embedder.model, keep_others).count()
     done = 0
     with writes.progress(progress, total_pending, "chunks") as bar:
         while True:
-            chunks = pending_chunks(embedder.model, limit=batch_size)
+            chunks = pending_chunks(embedder.model, limit=batch_size, keep_others=keep_others)
             if not chunks:
                 break
             matrix = embed_texts(embedder, [c.text for c in chunks])
