@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 ONNX_FILES = ("model.onnx", "onnx/model.onnx", "model_optimized.onnx")
 #: The pooling modes understood (sentence-transformers' names for them).
 POOLINGS = ("mean", "cls")
-#: Texts per call of the encoder: long enough to use the cores, short enough to pad little.
-BATCH_SIZE = 32
+#: Texts per call of the encoder at most, and tokens (rows x padded width) per call at most:
+#: short texts go many to a call, long ones fewer, which bounds memory (attention grows with
+#: the square of the width: 16 texts of 256 tokens take about 300 MB with all-MiniLM-L6-v2).
+BATCH_SIZE = 64
+BATCH_TOKENS = 4096
 #: The inputs of a BERT-style encoder we know how to fill.
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -241,8 +244,7 @@ class OnnxEmbedder:
             encodings = self._tokenizer.encode_batch(texts)
         ids_per_text = [e.ids for e in encodings]
         order = sorted(range(len(texts)), key=lambda i: len(ids_per_text[i]))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for batch in self._batches(order, [len(ids) for ids in ids_per_text]):
             width = max(len(ids_per_text[i]) for i in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -261,6 +263,23 @@ class OnnxEmbedder:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             matrix[batch] = pooled / np.maximum(norms, 1e-12)
         return matrix
+
+
+    def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Consecutive runs of ``order`` (shortest first) within the row and token budgets."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            # Sorted ascending, so the newest text sets the padded width of the batch.
+            if current and (
+                len(current) >= self.batch_size or (len(current) + 1) * lengths[i] > BATCH_TOKENS
+            ):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
 
 
 def _short(exc: BaseException) -> str:

@@ -485,6 +485,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--embedder", default=None, help="model name (default: ctx_models' default embedder)"
     )
+    parser.add_argument(
+        "--model-path",
+        metavar="DIR",
+        default=None,
+        help="the folder of the --embedder model's files (one of ctx's transformer models)",
+    )
     parser.add_argument("--sweep", action="store_true", help="also hybrid over a settings grid")
     parser.add_argument(
         "--limit-queries", type=int, default=None, help="evaluate only the first N queries"
@@ -498,8 +504,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def choose_embedder(name: str | None) -> embedders.Embedder:
-    """The embedder named on the command line, else the library's default."""
+def choose_embedder(name: str | None, path: str | None = None) -> embedders.Embedder:
+    """The embedder named on the command line (from ``path`` if given), else the library's default.
+
+    With a path, the model is registered under its name, so that the searches
+    (which find the embedder by the stored vectors' model) load it from there too.
+    """
+    if path is not None:
+        from ctx_models import model_files
+
+        if name not in model_files.MODELS:
+            raise EmbedderUnavailableError(
+                f"--model-path needs --embedder naming one of ctx's models ({', '.join(model_files.MODELS)})"
+            )
+        embedder = model_files.load(name, path)
+        embedders.register_embedder(name, lambda: embedder)
+        return embedder
     if name is None:
         return embedders.default_embedder()
     return embedders.embedder_for_model(name)
@@ -555,7 +575,7 @@ def bench_quality(args: argparse.Namespace) -> None:
     """``bench.py quality``: ingest, evaluate, print the tables and write quality.json."""
     try:
         collection = load_collection(args.data)
-        embedder = choose_embedder(args.embedder)
+        embedder = choose_embedder(args.embedder, getattr(args, "model_path", None))
     except (CollectionError, EmbedderUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -208,3 +208,18 @@ def test_search_with_a_tiny_model_finds_its_own_text(tmp_path):
         assert found and found[0].score == pytest.approx(1.0, abs=1e-5)
     finally:
         db.close()
+
+
+def test_batches_keep_to_the_token_budget_and_group_similar_lengths(tmp_path, monkeypatch):
+    directory, _ = make_model_dir(tmp_path / "m")
+    embedder = OnnxEmbedder(directory, "tiny", batch_size=3)
+    reference = np.stack([embedder.embed([t])[0] for t in TEXTS])
+    monkeypatch.setattr("ctx_models.onnx_embedder.BATCH_TOKENS", 12)
+    shapes = []
+    run = embedder._run
+    monkeypatch.setattr(embedder, "_run", lambda ids, mask: shapes.append(ids.shape) or run(ids, mask))
+    np.testing.assert_allclose(embedder.embed(TEXTS), reference, atol=1e-6)
+    assert sum(rows for rows, _ in shapes) == len(TEXTS)
+    assert all(rows <= 3 and (rows == 1 or rows * width <= 12) for rows, width in shapes)
+    widths = [width for _, width in shapes]
+    assert widths == sorted(widths)  # shortest texts first, so each batch pads little
