@@ -333,13 +333,20 @@ def evaluate(label: str, ranker: Ranker, collection: Collection) -> RunResult:
     return result
 
 
-def hybrid_label() -> str:
-    """The hybrid row's name, with the library's default fusion and weight."""
+def default_alpha(fusion: str, model: str | None = None) -> float:
+    """The weight hybrid search uses by default: the model's own, else the fusion's."""
+    return search.MODEL_ALPHA.get(model or "", {}).get(fusion, search.DEFAULT_ALPHA[fusion])
+
+
+def hybrid_label(model: str | None = None) -> str:
+    """The hybrid row's name, with the library's default fusion and weight (for ``model``)."""
     fusion = search.DEFAULT_FUSION
-    return f"hybrid ({fusion}, alpha {search.DEFAULT_ALPHA[fusion]:.2f})"
+    return f"hybrid ({fusion}, alpha {default_alpha(fusion, model):.2f})"
 
 
-def main_runs(collection: Collection, db: Any, where: Any) -> list[RunResult]:
+def main_runs(
+    collection: Collection, db: Any, where: Any, model: str | None = None
+) -> list[RunResult]:
     """The floor, keyword, semantic and hybrid runs with the library's defaults."""
     ids = document_ids(db)
     if isinstance(where, Path):
@@ -355,7 +362,7 @@ def main_runs(collection: Collection, db: Any, where: Any) -> list[RunResult]:
             evaluate(floor[0], floor[1], collection),
             evaluate("keyword", keyword_ranker(ids), collection),
             evaluate("semantic", semantic_ranker(ids), collection),
-            evaluate(hybrid_label(), hybrid_ranker(), collection),
+            evaluate(hybrid_label(model), hybrid_ranker(), collection),
         ]
     finally:
         conn.close()
@@ -372,31 +379,32 @@ class Setting:
     alpha: float
     candidates: int
     rrf_k: int | None  # None for minmax, which has no rank offset
+    model: str | None = None
 
     def is_default(self) -> bool:
         """True for the library's defaults (fusion, its alpha, 80 candidates, RRF_K)."""
         return (
             self.fusion == search.DEFAULT_FUSION
-            and self.alpha == search.DEFAULT_ALPHA[self.fusion]
+            and self.alpha == default_alpha(self.fusion, self.model)
             and self.candidates == DEFAULT_CANDIDATES
             and (self.rrf_k is None or self.rrf_k == search.RRF_K)
         )
 
 
-def grid() -> list[Setting]:
+def grid(model: str | None = None) -> list[Setting]:
     """The sweep's settings; a grid alpha within 0.005 of a fusion's default becomes the default.
 
     So 0.33 is run as rrf's exact 1/3, and the starred row reproduces the main hybrid run.
     """
     settings = []
     for fusion in SWEEP_FUSIONS:
-        default = search.DEFAULT_ALPHA[fusion]
+        default = default_alpha(fusion, model)
         alphas = [default if abs(a - default) < 0.005 else a for a in SWEEP_ALPHAS]
         offsets: Sequence[int | None] = SWEEP_RRF_K if fusion == "rrf" else (None,)
         for alpha in alphas:
             for candidates in SWEEP_CANDIDATES:
                 for rrf_k in offsets:
-                    settings.append(Setting(fusion, alpha, candidates, rrf_k))
+                    settings.append(Setting(fusion, alpha, candidates, rrf_k, model))
     return settings
 
 
@@ -429,7 +437,7 @@ def run_setting(
 def sweep(collection: Collection, embedder: embedders.Embedder) -> list[tuple[Setting, RunResult]]:
     """Every grid point, best nDCG@10 first."""
     vectors = query_vectors(collection, embedder)
-    rows = [(s, run_setting(s, collection, vectors)) for s in grid()]
+    rows = [(s, run_setting(s, collection, vectors)) for s in grid(embedder.model)]
     rows.sort(key=lambda row: -row[1].summary()["ndcg@10"])
     return rows
 
@@ -529,7 +537,7 @@ def evaluate_all(
     collection: Collection, db: Any, where: Any, embedder: embedders.Embedder, with_sweep: bool
 ) -> dict[str, Any]:
     """Print the main table (and the sweep); returns the numbers for the results file."""
-    runs = main_runs(collection, db, where)
+    runs = main_runs(collection, db, where, embedder.model)
     print("\n".join(format_table(runs)))
     published = PUBLISHED_BM25.get(collection.name.lower())
     if published is not None:
