@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -20,11 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, integrity, search, snippets, store
+from . import __version__, integrity, model_files, search, snippets, store
 from .backends import backend_for, connect
 from .backends import is_url as backends_is_url
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
-from . import model_files
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model, register_embedder
 from .errors import CtxModelsError
 from .fields import MAX_EPOCH
@@ -235,7 +235,7 @@ def _use_model_path(args: argparse.Namespace) -> None:
     if path is None:
         return
     for name in {*model_files.MODELS, *([args.model] if args.model else [])}:
-        register_embedder(name, lambda name=name: _embedder_from_path(name, path))
+        register_embedder(name, functools.partial(_embedder_from_path, name, path))
 
 
 def cmd_embed(args: argparse.Namespace) -> int:

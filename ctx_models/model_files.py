@@ -352,7 +352,7 @@ def _progress_class() -> Any:
     if sys.stderr.isatty():
         return tqdm
 
-    class Silent(tqdm):  # type: ignore[misc, valid-type]
+    class Silent(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
