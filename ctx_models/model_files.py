@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import tomllib
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import EmbedderUnavailableError, ModelFilesError
 from .onnx_embedder import OnnxEmbedder, find_onnx_file
@@ -314,7 +316,19 @@ def _download(spec: ModelSpec, env: Mapping[str, str]) -> Path:
             f"cannot write the model cache {target.parent} ({exc.strerror}); set CTX_CACHE_DIR "
             f"to a writable folder, or {_where_to_put(spec, env)}"
         ) from None
+    endpoint = env.get("HF_ENDPOINT") or "https://huggingface.co"
+    unreachable = _unreachable(endpoint)
+    if unreachable:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ModelFilesError(
+            f"model {spec.name} is not on this machine and {_redacted(endpoint)} cannot be "
+            f"reached to download it ({unreachable}): {_where_to_put(spec, env)}"
+        )
     log.warning("downloading model %s from the Hugging Face hub (%s) ...", spec.name, spec.repo)
+    hub_log = logging.getLogger("huggingface_hub")
+    hub_level = hub_log.level
+    # Its retries log a warning each (twice over); our error says what failed, once.
+    hub_log.setLevel(logging.ERROR)
     try:
         for number, name in enumerate(spec.files):
             try:
@@ -340,9 +354,35 @@ def _download(spec: ModelSpec, env: Mapping[str, str]) -> Path:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        hub_log.setLevel(hub_level)
     shutil.rmtree(partial, ignore_errors=True)
     log.warning("model %s saved in %s", spec.name, target)
     return target
+
+
+def _unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
+    """Why the hub's host cannot be reached, or None: a quick check before the download.
+
+    Without it, huggingface_hub retries a dead network five times with backoff
+    (about 25 s) before failing.
+    """
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return f"HF_ENDPOINT {endpoint!r} is not a URL"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def _redacted(endpoint: str) -> str:
+    """The endpoint without any user or password in it."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def _progress_class() -> Any:

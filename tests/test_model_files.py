@@ -34,6 +34,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(model_files.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(embedders, "_LOADED", {})
+    # The stand-in hub is in this process: the host check must not reach for the network.
+    monkeypatch.setattr(model_files, "_unreachable", lambda endpoint: None)
     return home
 
 
@@ -287,3 +289,27 @@ def test_the_shared_model_s_absence_skips_and_under_ci_fails(monkeypatch, tmp_pa
     monkeypatch.setenv("CTX_MODELS_REQUIRE_SHARED", "1")
     with pytest.raises(pytest.fail.Exception, match="is absent"):
         shared_model.minilm_dir()
+
+
+def test_an_unreachable_hub_fails_fast_in_one_line_and_leaves_nothing(env, monkeypatch):
+    """A real check against a port nothing listens on (no network involved)."""
+    import socket
+
+    monkeypatch.undo()  # the fixture's stand-in for the check, and its environment
+    env_home = env
+    monkeypatch.setenv("HOME", str(env_home))
+    for name in ("CTX_MODELS_OFFLINE", "HF_HUB_OFFLINE", "CTX_CACHE_DIR", "XDG_CACHE_HOME", "HF_HUB_CACHE",
+                 "HF_HOME", model_files.PATH_ENV, model_files.MODELS_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(env_home / "hub"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://user:secret@127.0.0.1:{port}")
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(ModelFilesError) as caught:
+        model_files.locate(MINILM)
+    message = str(caught.value)
+    assert f"http://127.0.0.1:{port} cannot be reached" in message and "secret" not in message
+    assert "\n" not in message and "--model-path" in message
+    assert _leftovers(env_home / ".cache" / "ctx" / "models") == []
