@@ -313,3 +313,29 @@ def test_an_unreachable_hub_fails_fast_in_one_line_and_leaves_nothing(env, monke
     assert f"http://127.0.0.1:{port} cannot be reached" in message and "secret" not in message
     assert "\n" not in message and "--model-path" in message
     assert _leftovers(env_home / ".cache" / "ctx" / "models") == []
+
+
+def test_seed_embed_and_search_take_a_model_path(env, tiny_minilm, tmp_path, capsys, monkeypatch):
+    from ctx_models.cli import main
+
+    monkeypatch.setattr(embedders, "_FACTORIES", dict(embedders._FACTORIES))
+    named = tmp_path / "models" / "all-minilm-l6-v2"
+    shutil.copytree(tiny_minilm, named)
+    db = str(tmp_path / "s.sqlite")
+
+    def run(*argv):
+        code = main([*argv, "--db", db])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("seed", "--model", "all-minilm-l6-v2", "--model-path", str(named), "-q")
+    assert code == 0 and "embedded with all-minilm-l6-v2" in out, err
+    # the folder's name says which of ctx's models it is
+    code, out, err = run("embed", "--model-path", str(named), "-q")
+    assert (code, out.strip()) == (0, "embedded 0 chunk(s) with all-minilm-l6-v2"), err
+    code, out, err = run("embed", "--model-path", str(tiny_minilm), "-q")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "--model NAME" in err
+    code, out, err = run("search", "postgres failover", "--explain", "--model-path", str(named))
+    assert code == 0 and "(model all-minilm-l6-v2)" in out, err
+    code, out, err = run("search", "postgres failover", "--mode", "semantic", "--model-path", str(tmp_path / "none"))
+    assert code == 1 and err.count("\n") == 1 and "does not exist" in err
