@@ -333,7 +333,11 @@ def _download(spec: ModelSpec, env: Mapping[str, str]) -> Path:
         for number, name in enumerate(spec.files):
             try:
                 huggingface_hub.hf_hub_download(
-                    spec.repo, name, local_dir=partial, tqdm_class=_progress_class()
+                    spec.repo,
+                    name,
+                    local_dir=partial,
+                    endpoint=env.get("HF_ENDPOINT") or None,
+                    tqdm_class=_progress_class(),
                 )
             except Exception as exc:  # network, HTTP and hub errors alike
                 absent = type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError")

@@ -16,6 +16,7 @@ from ctx_models.onnx_embedder import OnnxEmbedder
 pytest.importorskip("onnx", reason="the tests build their ONNX graphs with onnx (the test extra)")
 
 MINILM = model_files.MODELS["all-minilm-l6-v2"]
+REAL_UNREACHABLE = model_files._unreachable
 
 
 @pytest.fixture
@@ -339,3 +340,23 @@ def test_seed_embed_and_search_take_a_model_path(env, tiny_minilm, tmp_path, cap
     assert code == 0 and "(model all-minilm-l6-v2)" in out, err
     code, out, err = run("search", "postgres failover", "--mode", "semantic", "--model-path", str(tmp_path / "none"))
     assert code == 1 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_download_over_http_from_a_local_stand_in_hub(env, tiny_minilm, monkeypatch, tmp_path):
+    """huggingface_hub itself, pointed by HF_ENDPOINT at a server on 127.0.0.1: no network."""
+    from hub_stand_in import HubStandIn
+
+    monkeypatch.delenv("CTX_MODELS_OFFLINE")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(model_files, "_unreachable", REAL_UNREACHABLE)  # the real check, on 127.0.0.1
+    with HubStandIn(_served(tiny_minilm, tmp_path)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        directory = model_files.locate(MINILM)
+    assert directory == env / ".cache" / "ctx" / "models" / "all-minilm-l6-v2"
+    assert (directory / "onnx" / "model.onnx").read_bytes() == (tiny_minilm / "model.onnx").read_bytes()
+    asked = {path.split("/resolve/main/")[1] for method, path in hub.requests if "/resolve/" in path}
+    assert {"onnx/model.onnx", "tokenizer.json"} <= asked
+    assert all("/sentence-transformers/all-MiniLM-L6-v2/" in path for _, path in hub.requests if "/resolve/" in path)
+    assert _leftovers(directory.parent) == ["all-minilm-l6-v2"]
+    assert model_files.load("all-minilm-l6-v2").embed(["postgres failover"]).shape == (1, 384)
+
