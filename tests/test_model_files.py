@@ -348,6 +348,8 @@ def test_download_over_http_from_a_local_stand_in_hub(env, tiny_minilm, monkeypa
 
     monkeypatch.delenv("CTX_MODELS_OFFLINE")
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, when imported (another test may have set it then)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr(model_files, "_unreachable", REAL_UNREACHABLE)  # the real check, on 127.0.0.1
     with HubStandIn(_served(tiny_minilm, tmp_path)) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
