@@ -421,6 +421,12 @@ def load(
             f"{name!r} is not one of ctx's models ({', '.join(MODELS)})"
         )
     directory = locate(spec, path, config=config, download=download)
+    if directory.name in MODELS and directory.name != name:
+        # Same-size models (bge-small and all-MiniLM are both 384) would load without a word.
+        raise ModelFilesError(
+            f"{directory} is named after model {directory.name}, not {name}: give the folder "
+            f"of {name}'s files"
+        )
     log.info("model %s from %s", name, directory)
     return OnnxEmbedder(
         directory, spec.name, spec.dims, pooling=spec.pooling, max_length=spec.max_length

@@ -362,3 +362,11 @@ def test_download_over_http_from_a_local_stand_in_hub(env, tiny_minilm, monkeypa
     assert _leftovers(directory.parent) == ["all-minilm-l6-v2"]
     assert model_files.load("all-minilm-l6-v2").embed(["postgres failover"]).shape == (1, 384)
 
+
+
+def test_a_folder_named_after_another_of_ctx_s_models_is_refused(env, tiny_minilm, tmp_path):
+    named = tmp_path / "bge" / "all-minilm-l6-v2"
+    shutil.copytree(tiny_minilm, named)
+    with pytest.raises(ModelFilesError, match="named after model all-minilm-l6-v2, not bge-small-en-v1.5"):
+        model_files.load("bge-small-en-v1.5", named)
+    assert model_files.load("all-minilm-l6-v2", named).dims == 384
