@@ -640,6 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="weight of the semantic signal in hybrid mode, 0 to 1 (default: "
         + ", ".join(f"{f} {a:.2f}" for f, a in search.DEFAULT_ALPHA.items())
+        + "; per model: "
+        + "; ".join(
+            f"{m} " + ", ".join(f"{f} {a:.2f}" for f, a in w.items())
+            for m, w in search.MODEL_ALPHA.items()
+        )
         + ")",
     )
     p.add_argument(

@@ -75,7 +75,9 @@ DEFAULT_FUSION = "rrf"
 DEFAULT_ALPHA = {"rrf": 1 / 3, "minmax": 0.6}
 #: Per-model weights that replace DEFAULT_ALPHA when the question is embedded with that model
 #: (chosen on NFCorpus so that hybrid beats keyword and semantic alone: README, "Choosing a model").
-MODEL_ALPHA: dict[str, dict[str, float]] = {}
+#: all-MiniLM-L6-v2's list is stronger than WordLlama's: rrf at 0.5 scored 0.3485 nDCG@10 against
+#: 0.3461 at 1/3 (0.4: 0.3475, 0.6: 0.3407). min-max keeps the contract's 0.6 (ctx's fusion).
+MODEL_ALPHA: dict[str, dict[str, float]] = {"all-minilm-l6-v2": {"rrf": 0.5}}
 #: RRF's rank offset: a chunk at rank r in a list scores (RRF_K + 1) / (RRF_K + r), 1.0 first.
 RRF_K = 10
 MAX_LIMIT = 10_000

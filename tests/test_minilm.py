@@ -121,6 +121,7 @@ def test_the_api_with_the_model_path_in_the_environment(ctx_store, model_dir, mo
     try:
         results = search.hybrid_search("kafka consumers falling behind", explain=True)
         assert results.signals["semantic"].used, results.signals
+        assert results.alpha == 0.5  # the model's own fusion weight
         assert results[0].source_id == "kafka"
         semantic = search.vector_search("which machine ran out of storage space?")
         top = sqlite3.connect(ctx_store).execute(
