@@ -15,6 +15,7 @@ from __future__ import annotations
 from .backends import connect
 from .errors import (
     ConfigError,
+    ConnectionLostError,
     CorruptValueError,
     CtxModelsError,
     DatabaseError,
@@ -68,6 +69,7 @@ __all__ = [
     "CtxModelsError",
     "ConfigError",
     "DatabaseError",
+    "ConnectionLostError",
     "NotADatabaseError",
     "SchemaVersionError",
     "ValidationError",

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, integrity, model_files, search, snippets, store
+from . import __version__, integrity, model_files, outputs, search, snippets, store
 from .backends import backend_for, connect
-from .backends import is_url as backends_is_url
+from .backends.urls import location
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
 from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model, register_embedder
 from .errors import CtxModelsError
@@ -150,10 +150,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out in (None, "-"):
         count = store.export(sys.stdout, source=args.source)
     else:
-        out = Path(args.out)
+        out = Path(args.out).expanduser()
+        where = _where(args)
+        if isinstance(where, Path):
+            outputs.refuse_database_files(out, where, "export")
+        outputs.refuse_existing(out, args.force)
+        mode = outputs.file_mode(where) if isinstance(where, Path) else outputs.new_file_mode()
         try:
-            with out.open("w", encoding="utf-8") as fh:
-                count = store.export(fh, source=args.source)
+            outputs.remove_abandoned(out, "export")
+            with outputs.replaced_atomically(out, mode=mode, tag="export") as partial:
+                with partial.open("w", encoding="utf-8") as fh:
+                    count = store.export(fh, source=args.source)
         except OSError as exc:
             raise CtxModelsError(f"cannot write {out}: {exc.strerror}") from None
         print(f"exported {count} documents to {out}", file=sys.stderr)
@@ -374,10 +381,14 @@ def _unknown_source(source: str | None) -> str:
 def cmd_copy(args: argparse.Namespace) -> int:
     from .transfer import copy_store
 
-    source_where = args.source if backends_is_url(args.source) else Path(args.source)
-    dest_where = args.dest if backends_is_url(args.dest) else Path(args.dest)
+    source_where = location(args.source)
+    dest_where = location(args.dest)
     source = connect(source_where, bind_models=False, create=False)
+    new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
     dest = connect(dest_where, bind_models=False)
+    if new_file and isinstance(source_where, Path):
+        # Before a row is copied: the copy is as private as the store it copies.
+        outputs.give_mode(Path(dest_where), outputs.file_mode(source_where))
     report = copy_store(
         source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
     )
@@ -398,7 +409,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         print("no vectors to index")
         return EXIT_OK
     for name, dims in built:
-        recall, queries = backend.hnsw_recall(dims, k=args.recall_k)
+        recall, queries = search.hnsw_recall(dims, k=args.recall_k)
         print(f"built {name} ({dims} dims): recall@{args.recall_k} against exact search "
               f"{recall:.3f} over {queries} sample queries")
     return EXIT_OK
@@ -444,6 +455,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.repair and any(f.repairable for f in report.findings):
         print("hint          run again with --repair to fix what is repairable")
     return EXIT_PROBLEMS
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server.run import TOKEN_ENV_VAR, serve
+    except ImportError as exc:
+        raise UsageError(
+            f"serve needs the MCP SDK ({exc.name} is missing): pip install 'ctx-models[serve]'"
+        ) from None
+    server_log = logging.getLogger("ctx_models.server")
+    server_log.setLevel(min(logging.INFO, logging.getLogger().level))  # one line per request
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV_VAR) or None
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
+    serve(
+        _where(args),
+        http=args.http,
+        host=args.host,
+        port=7331 if args.port is None else args.port,
+        token=token,
+        timeout=args.timeout,
+        workers=args.workers,
+    )
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- parser
@@ -556,7 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Write every document (or one source's) with its chunks as JSON Lines, streamed from "
         "one snapshot.",
     )
-    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write to FILE instead of stdout (through a temporary file and a rename; never "
+        "the database, never an existing file unless --force)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE if it exists (a symbolic link is replaced, not written through)",
+    )
     p.add_argument("--source", help="only this source")
     p.set_defaults(handler=cmd_export)
 
@@ -719,6 +764,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_check)
+
+    p = command(
+        "serve",
+        "serve the store to AI agents: MCP over stdio or HTTP, and ctx's HTTP routes",
+        "Serve the store read-only with the tools of `ctx serve mcp` (search, get, sources): "
+        "MCP over stdio (the default, what desktop agents launch), or with --http, MCP's "
+        "Streamable HTTP at /mcp beside ctx's /tools/list, /tools/{name} and /health. Logs one "
+        "line per request on stderr. Needs the serve extra: pip install 'ctx-models[serve]'.",
+    )
+    p.add_argument("--http", action="store_true", help="serve HTTP instead of stdio")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind with --http (default 127.0.0.1; any other needs a token)",
+    )
+    p.add_argument("--port", type=int, help="port to bind with --http (default 7331; 0: any free one)")
+    p.add_argument(
+        "--token",
+        help="bearer token clients must send (default: $CTX_MODELS_SERVE_TOKEN, which `ps` "
+        "does not show)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit of one call (default 30)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="searches run at once (default 1; on SQLite each keeps its own vector index in memory)",
+    )
+    p.set_defaults(handler=cmd_serve)
     return parser
 
 

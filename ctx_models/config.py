@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from .backends.urls import is_url, redact
+from .backends.urls import is_url, location, redact
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_DB_PATH", "ENV_VAR", "resolve_database", "database_from_config", "display"]
@@ -57,7 +57,10 @@ def database_from_config(config_file: str | os.PathLike[str]) -> Path | str:
         if not is_url(value):
             raise ConfigError(f"config file {path}: [db] url must be a postgresql:// URL")
         return value
-    return Path(value).expanduser()
+    try:
+        return location(value)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: [db] path: {exc}") from None
 
 
 def resolve_database(
@@ -67,12 +70,12 @@ def resolve_database(
 ) -> Path | str:
     """The database, a path or a URL, by precedence: ``db``, ``config``, ``$CTX_MODELS_DB``, the default."""
     if db is not None:
-        return str(db) if is_url(db) else Path(db).expanduser()
+        return location(db)
     if config is not None:
         return database_from_config(config)
     value = (os.environ if environ is None else environ).get(ENV_VAR)
     if value:
-        return value if is_url(value) else Path(value).expanduser()
+        return location(value)
     return DEFAULT_DB_PATH
 
 

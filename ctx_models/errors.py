@@ -11,6 +11,7 @@ __all__ = [
     "CtxModelsError",
     "ConfigError",
     "DatabaseError",
+    "ConnectionLostError",
     "NotADatabaseError",
     "SchemaVersionError",
     "ValidationError",
@@ -21,6 +22,8 @@ __all__ = [
     "EmbedderUnavailableError",
     "ModelFilesError",
     "OutOfMemoryError",
+    "NotFoundError",
+    "TimeLimitError",
 ]
 
 
@@ -34,6 +37,12 @@ class ConfigError(CtxModelsError):
 
 class DatabaseError(CtxModelsError):
     """The database file cannot be opened, read or written."""
+
+
+class ConnectionLostError(DatabaseError):
+    """The connection to the database server was lost during a call (a server restart, a
+    terminated session); what that call was writing was rolled back, and the next call
+    connects again."""
 
 
 class NotADatabaseError(DatabaseError):
@@ -74,3 +83,11 @@ class ModelFilesError(EmbedderUnavailableError):
 
 class OutOfMemoryError(CtxModelsError, MemoryError):
     """The stored vectors do not fit in this process's memory for an in-memory search."""
+
+
+class NotFoundError(CtxModelsError, LookupError):
+    """What was asked for by id or name (a document, a tool) does not exist."""
+
+
+class TimeLimitError(CtxModelsError, TimeoutError):
+    """A request ran past its time limit; the answer, when it comes, is dropped."""

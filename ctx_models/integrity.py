@@ -31,6 +31,8 @@ from typing import Any
 
 from peewee import Database, chunked
 
+from .backends import backend_for
+from .backends.base import RE_EMBED, Check
 from .errors import CorruptValueError
 from .hashing import chunk_hash
 from .models import MODELS, Checkpoint, Chunk, bound_database
@@ -40,7 +42,6 @@ __all__ = ["Finding", "CheckReport", "Check", "check", "EXAMPLES"]
 log = logging.getLogger(__name__)
 
 EXAMPLES = 5
-RE_EMBED = "repair deletes them; `ctx-models embed` embeds the chunks again"
 
 
 @dataclass
@@ -72,17 +73,6 @@ class CheckReport:
         data = asdict(self)
         data["clean"] = self.clean
         return data
-
-
-@dataclass(frozen=True)
-class Check:
-    """A kind of problem, found by SQL that selects the ids of the offending rows."""
-
-    code: str
-    description: str
-    sql: str
-    repairable: bool
-    advice: str = ""
 
 
 # Checks whose SQL every backend runs as written; each backend adds its own.
@@ -170,8 +160,6 @@ _KEYWORD_CODES = (
 
 def check(db: Database | None = None, *, repair: bool = False) -> CheckReport:
     """Check the database; with ``repair``, fix what is certain in the same transaction and check again."""
-    from .backends import backend_for
-
     db = db or bound_database()
     backend = backend_for(db)
     probe = backend.integrity()

@@ -49,6 +49,8 @@ __all__ = [
     "Embedding",
     "ChunkVector",
     "MODELS",
+    "CONTRACT_TABLES",
+    "SCHEMA_VERSION",
 ]
 
 #: Placeholder every model is bound to until :func:`bind` or ``connect()`` runs.
@@ -191,6 +193,19 @@ ChunkVector.add_index(
 
 #: Every model, parents before children (the order ``create_tables`` and deletes need).
 MODELS: tuple[type[Model], ...] = (Document, Chunk, Checkpoint, ChunkFTS, Embedding, ChunkVector)
+
+#: The contract's tables, in the order a reader meets them.
+CONTRACT_TABLES = (
+    "documents",
+    "chunks",
+    "checkpoints",
+    "chunks_fts",
+    "embeddings",
+    "chunk_vectors",
+)
+
+#: The newest schema version this package knows how to create and read (see :mod:`.schema`).
+SCHEMA_VERSION = 1
 
 
 def bind(database: Database) -> Database:

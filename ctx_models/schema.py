@@ -23,7 +23,8 @@ from peewee import Database, ModelIndex
 
 from .backends import backend_for
 from .errors import SchemaVersionError
-from .models import MODELS, bound_database
+from .identifiers import quote_identifier
+from .models import CONTRACT_TABLES, MODELS, SCHEMA_VERSION, bound_database
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,9 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The newest schema version this package knows how to create and read.
-SCHEMA_VERSION = 1
 
 #: The contract's named indexes, as declared on the models (``create_tables`` makes them).
 INDEXES: tuple[ModelIndex, ...] = tuple(
@@ -60,17 +58,6 @@ class MigrationResult:
     @property
     def changed(self) -> bool:
         return bool(self.created) or self.upgraded_from is not None
-
-
-#: The contract's tables, in the order a reader meets them.
-CONTRACT_TABLES = (
-    "documents",
-    "chunks",
-    "checkpoints",
-    "chunks_fts",
-    "embeddings",
-    "chunk_vectors",
-)
 
 
 def schema_version(db: Database | None = None) -> int:
@@ -99,7 +86,7 @@ def run_migrations(db: Database | None = None) -> MigrationResult:
         # A damaged file can still list its tables: read a row of each, so that
         # "already up to date" is never said of a database that cannot be read.
         for table in CONTRACT_TABLES:
-            db.execute_sql(f'SELECT * FROM "{table}" LIMIT 1').fetchall()
+            db.execute_sql(f"SELECT * FROM {quote_identifier(table)} LIMIT 1").fetchall()
         result = MigrationResult(version=max(stored, 1), created=created)
         for target in range(max(stored, 1) + 1, SCHEMA_VERSION + 1):
             log.info("upgrading %s to schema version %d", backend.location, target)

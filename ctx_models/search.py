@@ -52,6 +52,7 @@ __all__ = [
     "keyword_search",
     "vector_search",
     "hybrid_search",
+    "hnsw_recall",
     "parse_since",
     "MODES",
     "MATCH_MODES",
@@ -443,6 +444,21 @@ def vector_search(
                     len(vector), lengths,
                 )
         return answer.candidates
+
+
+def hnsw_recall(dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
+    """Recall@k of the approximate (HNSW) index of size ``dims`` against exact search.
+
+    What ``ctx-models index --hnsw`` reports: an approximate index's recall is
+    measured, never assumed. Stored vectors, chosen at random, are the
+    queries. Returns (mean recall, queries used).
+    """
+    recalls = []
+    for query in backend_for(bound_database()).sample_vectors(dims, queries):
+        exact = {c.chunk_id for c in vector_search(query, limit=k)}
+        approximate = {c.chunk_id for c in vector_search(query, limit=k, exact=False)}
+        recalls.append(len(exact & approximate) / max(1, len(exact)))
+    return (sum(recalls) / len(recalls) if recalls else 0.0), len(recalls)
 
 
 # --------------------------------------------------------------------------- hybrid

@@ -500,7 +500,7 @@ def measure_postgres(
         lambda q: search.vector_search(q, limit=K, exact=False), corpus.query_vectors, rounds
     )
     recalls = [len(e & a) / len(e) for e, a in zip(exact, approximate, strict=True)]
-    library_recall, sampled = backend.hnsw_recall(DIMS, k=K, queries=QUERIES)
+    library_recall, sampled = search.hnsw_recall(DIMS, k=K, queries=QUERIES)
     result["hnsw"] = {
         "build_seconds": build_s,
         "maintenance_work_mem": memory,

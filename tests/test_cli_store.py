@@ -139,7 +139,13 @@ def test_export_to_file(run_cli, seeded, location, tmp_path, raw) -> None:
     assert sorted(d["id"] for d in docs) == sorted(seeded.values())
     assert sum(len(d["chunks"]) for d in docs) == count(raw, "SELECT count(*) FROM chunks")
 
+    # An existing file is replaced only when asked to.
     code, _, err = run_cli("export", "--db", str(location), "--out", str(out_file), "--source", "beta")
+    assert code == 1 and "exists" in err and "--force" in err, err
+    assert len(out_file.read_text(encoding="utf-8").splitlines()) == 5
+    code, _, err = run_cli(
+        "export", "--db", str(location), "--out", str(out_file), "--source", "beta", "--force"
+    )
     assert code == 0, err
     assert [json.loads(line)["source_id"] for line in out_file.read_text().splitlines()] == ["b1", "b2"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,7 +17,7 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from ..errors import DatabaseError
 from .base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
-from .urls import is_url
+from .urls import is_url, location
 
 __all__ = [
     "Backend",
@@ -32,7 +31,6 @@ __all__ = [
     "translated",
 ]
 
-_BACKENDS: weakref.WeakKeyDictionary[Database, Backend] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -41,9 +39,14 @@ def connect(target: str | os.PathLike[str], **options: Any) -> Database:
 
     ``target`` is a SQLite file path, or a ``postgresql://user@host:5432/dbname``
     URL (with the ``postgres`` extra installed). Options: ``bind_models``,
-    ``timeout`` (seconds a writer waits for another), and for SQLite ``create``
-    and ``check_version``; see each backend's ``connect``.
+    ``timeout`` (seconds a writer waits for another), ``readonly`` (every
+    connection read-only), and for SQLite ``create`` and ``check_version``; see
+    each backend's ``connect``. Text that starts like another URL
+    (``sqlite:///x.db``, ``postgresql:/x``) is refused with
+    :class:`~ctx_models.errors.ConfigError` unless a file of that name exists.
     """
+    if isinstance(target, str):
+        target = location(target) if target != ":memory:" else target
     if is_url(target):
         from .postgres.connection import connect as connect_postgres
 
@@ -73,12 +76,20 @@ def translated(action: str) -> Callable[[F], F]:
 
 
 def backend_for(db: Database) -> Backend:
-    """The backend of ``db`` (one per database object, made on first use)."""
-    with _LOCK:
-        found = _BACKENDS.get(db)
-        if found is None:
-            found = _BACKENDS[db] = _make(db)
-        return found
+    """The backend of ``db`` (one per database object, made on first use).
+
+    Kept on the database object itself: a weak-keyed table whose values hold
+    their keys (a backend holds its database) would keep every database, and its
+    connection, alive for good.
+    """
+    found: Backend | None = getattr(db, "_ctx_models_backend", None)
+    if found is None:
+        with _LOCK:
+            found = getattr(db, "_ctx_models_backend", None)
+            if found is None:
+                found = _make(db)
+                db._ctx_models_backend = found  # type: ignore[attr-defined]
+    return found
 
 
 def _make(db: Database) -> Backend:

@@ -21,9 +21,46 @@ from typing import Any, NamedTuple
 import numpy as np
 from peewee import Database
 
+from ..bulk import BulkInsert
 from ..errors import DatabaseError
+from ..models import ChunkVector, Embedding
 
-__all__ = ["Backend", "Candidate", "KeywordAnswer", "VectorAnswer", "ChunkRow"]
+__all__ = ["Backend", "Candidate", "KeywordAnswer", "VectorAnswer", "ChunkRow", "Check"]
+
+#: The advice of every finding whose repair deletes vectors.
+RE_EMBED = "repair deletes them; `ctx-models embed` embeds the chunks again"
+
+EMBEDDING_UPSERT = BulkInsert(
+    Embedding,
+    (Embedding.chunk, Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash),
+    lambda q: q.on_conflict(
+        conflict_target=[Embedding.chunk],
+        preserve=[Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash],
+    ),
+)
+VECTOR_UPSERT = BulkInsert(
+    ChunkVector,
+    (ChunkVector.chunk, ChunkVector.document, ChunkVector.embedding),
+    lambda q: q.on_conflict(
+        conflict_target=[ChunkVector.chunk],
+        preserve=[ChunkVector.document, ChunkVector.embedding],
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A kind of problem, found by SQL that selects the ids of the offending rows.
+
+    :mod:`ctx_models.integrity` runs the checks every engine shares; each
+    backend's integrity part adds its own.
+    """
+
+    code: str
+    description: str
+    sql: str
+    repairable: bool
+    advice: str = ""
 
 
 class Candidate(NamedTuple):
@@ -131,8 +168,6 @@ class Backend(ABC):
 
     def write_vectors(self, rows: Sequence[tuple[str, str, str, str, int, int, bytes]]) -> None:
         """Upsert ``(chunk_id, document_id, hash, model, dims, created_at, blob)`` embeddings and vectors."""
-        from ..store.writes import EMBEDDING_UPSERT, VECTOR_UPSERT
-
         EMBEDDING_UPSERT.execute(self.db, ((c, m, n, t, h) for c, _, h, m, n, t, _ in rows))
         VECTOR_UPSERT.execute(self.db, ((c, d, b) for c, d, _, _, _, _, b in rows))
 
@@ -194,8 +229,12 @@ class Backend(ABC):
             "from memory, and needs none"
         )
 
-    def hnsw_recall(self, dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
-        """Recall@k of the approximate index of size ``dims`` against exact search."""
+    def sample_vectors(self, dims: int, count: int) -> list[np.ndarray]:
+        """Up to ``count`` stored vectors of length ``dims``, chosen at random.
+
+        The queries :func:`ctx_models.search.hnsw_recall` measures an approximate
+        index with; only engines with such an index need them.
+        """
         raise DatabaseError(f"{self.location}: no approximate vector index to measure")
 
     @abstractmethod

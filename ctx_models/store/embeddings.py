@@ -113,14 +113,27 @@ def embeddings_replaced_by(model: str) -> dict[str, int]:
     return dict(rows)
 
 
+def _pending_after(
+    model: str, after: str | None, limit: int, keep_others: bool = False
+) -> list[Chunk]:
+    """The next ``limit`` chunks pending for ``model``, in id order, with ids above ``after``."""
+    query = _pending_query(model, keep_others).order_by(Chunk.id).limit(limit)
+    if after is not None:
+        query = query.where(Chunk.id > after)
+    return list(query)
+
+
 @translated("write")
 def embed_pending(
     embedder: Embedder, batch_size: int = 256, *, progress: bool = False, keep_others: bool = False
 ) -> int:
     """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count.
 
-    A chunk holds one embedding, so embedding it replaces another model's, batch by
-    batch; ``keep_others=True`` leaves chunks embedded by other models as they are.
+    One pass over the chunks in id order: a chunk is embedded at most once per
+    call, so the call ends even while another process embeds the same chunks with
+    another model (and, a chunk having one embedding, replaces this one's).
+    Embedding a chunk replaces another model's embedding of it, batch by batch;
+    ``keep_others=True`` leaves chunks embedded by other models as they are.
     """
     db = bound_database()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -128,11 +141,13 @@ def embed_pending(
     writes.check_dims(db, embedder.model, embedder.dims)
     total_pending = _pending_query(embedder.model, keep_others).count()
     done = 0
+    after: str | None = None
     with writes.progress(progress, total_pending, "chunks") as bar:
         while True:
-            chunks = pending_chunks(embedder.model, limit=batch_size, keep_others=keep_others)
+            chunks = _pending_after(embedder.model, after, batch_size, keep_others)
             if not chunks:
                 break
+            after = chunks[-1].id
             matrix = embed_texts(embedder, [c.text for c in chunks])
             with backend_for(db).write_transaction():
                 # Chunks replaced meanwhile by another writer are skipped, not errors.

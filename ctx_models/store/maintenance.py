@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from peewee import JOIN, chunked
+from peewee import chunked
 
+from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..errors import ValidationError
 from ..fields import from_epoch
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
@@ -132,35 +132,36 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
     """Write every document (of ``source``, or all) with its chunks as JSON Lines; returns the count.
 
     Rows stream from one read transaction, so memory stays flat and the output
-    is one consistent snapshot.
+    is one consistent snapshot. Documents and chunks are read by two queries in
+    the same order and merged, so each body is read once, not once per chunk.
     """
     db = bound_database()
-    query = (
-        Document.select(Document, Chunk.id, Chunk.chunk_index, Chunk.text, Chunk.hash)
-        .join(Chunk, JOIN.LEFT_OUTER, on=(Chunk.document == Document.id))
-        .order_by(Document.source, Document.source_id, Chunk.chunk_index)
+    # Both ordered by the document's (source, source_id, id): the chunks of each
+    # document come in one run, in the documents' order.
+    order = (Document.source, Document.source_id, Document.id)
+    documents = Document.select(Document).order_by(*order)
+    chunks = (
+        Chunk.select(Chunk.document, Chunk.id, Chunk.chunk_index, Chunk.text, Chunk.hash)
+        .join(Document, on=(Chunk.document == Document.id))
+        .order_by(*order, Chunk.chunk_index)
     )
     if source is not None:
-        query = query.where(Document.source == source)
+        documents = documents.where(Document.source == source)
+        chunks = chunks.where(Document.source == source)
     count = 0
-    current: dict[str, Any] | None = None
     columns = [f.column_name for f in Document._meta.sorted_fields]
     with db.atomic():
-        for row in db.execute_sql(*query.sql()):
-            doc = dict(zip(columns, row[: len(columns)]))
-            chunk_id, index, text, digest = row[len(columns) :]
-            if current is None or current["id"] != doc["id"]:
-                if current is not None:
-                    fp.write(json.dumps(current, ensure_ascii=False) + "\n")
-                    count += 1
-                doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
-                current = {**doc, "chunks": []}
-            if chunk_id is not None:
-                current["chunks"].append(
-                    {"id": chunk_id, "chunk_index": index, "text": text, "hash": digest}
-                )
-        if current is not None:
-            fp.write(json.dumps(current, ensure_ascii=False) + "\n")
+        chunk_rows = iter(db.execute_sql(*chunks.sql()))
+        pending = next(chunk_rows, None)
+        for row in db.execute_sql(*documents.sql()):
+            doc = dict(zip(columns, row))
+            doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
+            own = []
+            while pending is not None and pending[0] == doc["id"]:
+                _, chunk_id, index, text, digest = pending
+                own.append({"id": chunk_id, "chunk_index": index, "text": text, "hash": digest})
+                pending = next(chunk_rows, None)
+            fp.write(json.dumps({**doc, "chunks": own}, ensure_ascii=False) + "\n")
             count += 1
     return count
 
@@ -177,16 +178,14 @@ def backup(dest: str | os.PathLike[str], *, overwrite: bool = False) -> CheckRep
     """Copy the database to ``dest`` consistently while others may write, then check the copy.
 
     The copy is written beside ``dest`` and renamed into place when whole, so
-    ``dest`` never holds half a backup. Returns the copy's integrity report.
+    ``dest`` never holds half a backup; ``dest`` is never the database itself
+    (or one of its files, or a link to them). Returns the copy's integrity report.
     """
     from ..integrity import check
 
     db = bound_database()
     target = Path(dest).expanduser()
-    if target.exists() and not overwrite:
-        raise ValidationError(f"{target} exists; choose another file, or overwrite it (--force)")
-    if target.is_dir():
-        raise ValidationError(f"{target} is a directory; give the path of the file to write")
+    outputs.refuse_existing(target, overwrite)
     backend_for(db).backup(target)
     copy = connect(target, bind_models=False, create=False)
     try:

@@ -47,22 +47,6 @@ DOCUMENT_UPSERT = BulkInsert(
         conflict_target=[Document.source, Document.source_id], preserve=DOCUMENT_REPLACED
     ),
 )
-EMBEDDING_UPSERT = BulkInsert(
-    Embedding,
-    (Embedding.chunk, Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash),
-    lambda q: q.on_conflict(
-        conflict_target=[Embedding.chunk],
-        preserve=[Embedding.model, Embedding.dims, Embedding.created_at, Embedding.hash],
-    ),
-)
-VECTOR_UPSERT = BulkInsert(
-    ChunkVector,
-    (ChunkVector.chunk, ChunkVector.document, ChunkVector.embedding),
-    lambda q: q.on_conflict(
-        conflict_target=[ChunkVector.chunk],
-        preserve=[ChunkVector.document, ChunkVector.embedding],
-    ),
-)
 
 
 def now() -> int:

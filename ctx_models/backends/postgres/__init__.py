@@ -24,7 +24,7 @@ from ...errors import DatabaseError, QuerySyntaxError
 from ...models import MODELS, ChunkFTS, ChunkVector
 from ..base import Backend, ChunkRow, KeywordAnswer, VectorAnswer
 from . import bulk, keyword, schema, vectors
-from .connection import DRIVER_ERRORS, connect, redact, translate_errors
+from .connection import DRIVER_ERRORS, connect, translate_errors
 from .integrity import PostgresIntegrity
 
 __all__ = ["PostgresBackend", "connect"]
@@ -38,12 +38,14 @@ class PostgresBackend(Backend):
 
     @property
     def location(self) -> str:
-        return redact(str(getattr(self.db, "url", self.db.database)))
+        return str(getattr(self.db, "url", "") or f"postgresql:///{self.db.database}")
 
     # ------------------------------------------------------------------ errors and transactions
 
     def errors(self, action: str) -> AbstractContextManager[None]:
-        return translate_errors(self.location, action)
+        return translate_errors(
+            self.location, action, secrets=getattr(self.db, "secrets", ()), db=self.db
+        )
 
     @contextmanager
     def write_transaction(self, action: str = "write") -> Iterator[None]:
@@ -184,29 +186,16 @@ class PostgresBackend(Backend):
                 built.append((vectors.create_hnsw(self.db, dims), dims))
         return built
 
-    def hnsw_recall(self, dims: int, *, k: int = 80, queries: int = 50) -> tuple[float, int]:
-        """Recall@k of the HNSW index against exact search, stored vectors as the queries.
-
-        What ``ctx-models index --hnsw`` reports: an approximate index's recall is
-        measured, never assumed. Returns (mean recall, queries used).
-        """
-        from ... import search
-
+    def sample_vectors(self, dims: int, count: int) -> list[np.ndarray]:
         with self.read_snapshot("measure"):
-            sample = [
-                ChunkVector.embedding.python_value(stored)
-                for (stored,) in self.db.execute_sql(
-                    "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
-                    "ORDER BY random() LIMIT %s",
-                    (dims, queries),
-                ).fetchall()
-            ]
-        recalls = []
-        for query in sample:
-            exact = {c.chunk_id for c in search.vector_search(query, limit=k)}
-            approximate = {c.chunk_id for c in search.vector_search(query, limit=k, exact=False)}
-            recalls.append(len(exact & approximate) / max(1, len(exact)))
-        return (sum(recalls) / len(recalls) if recalls else 0.0), len(recalls)
+            rows = self.db.execute_sql(
+                "SELECT embedding FROM chunk_vectors WHERE vector_dims(embedding) = %s "
+                "ORDER BY random() LIMIT %s",
+                (dims, count),
+            ).fetchall()
+        # vector_dims() of a NULL is NULL, so every row read holds a vector.
+        decoded = (ChunkVector.embedding.python_value(stored) for (stored,) in rows)
+        return [vector for vector in decoded if vector is not None]
 
     def backup(self, target: Path) -> None:
         raise DatabaseError(

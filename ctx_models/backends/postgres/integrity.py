@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...fields import MAX_EPOCH
-from ...integrity import Check
+from ...identifiers import quote_identifier as q
+from ..base import Check
 from .schema import schema_problems
 
 __all__ = ["PostgresIntegrity"]
@@ -44,7 +45,7 @@ _CHECKS = (
         "bad_timestamps",
         "rows whose timestamp is not epoch seconds (from 0 to 9999-12-31)",
         " UNION ALL ".join(
-            f"SELECT {key} FROM {table} WHERE {column} < 0 OR {column} > {MAX_EPOCH}"
+            f"SELECT {q(key)} FROM {q(table)} WHERE {q(column)} < 0 OR {q(column)} > {MAX_EPOCH}"
             for table, key, column in (
                 ("documents", "id", "created_at"),
                 ("documents", "id", "updated_at"),

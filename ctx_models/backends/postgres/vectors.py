@@ -15,6 +15,7 @@ from typing import Any
 
 from ... import snippets
 from ...fields import PackedVector
+from ...identifiers import quote_identifier
 from ..base import Candidate, VectorAnswer
 
 __all__ = ["search", "hnsw_index_name", "create_hnsw", "hnsw_sizes", "stored_models", "lengths"]
@@ -157,7 +158,7 @@ def create_hnsw(db: Any, dims: int) -> str:
     """Build the HNSW index of vectors of size ``dims`` (cosine); returns its name."""
     name = hnsw_index_name(dims)
     db.execute_sql(
-        f"CREATE INDEX IF NOT EXISTS {name} ON chunk_vectors "
+        f"CREATE INDEX IF NOT EXISTS {quote_identifier(name)} ON chunk_vectors "
         f"USING hnsw ((embedding::vector({int(dims)})) vector_cosine_ops) "
         f"WHERE vector_dims(embedding) = {int(dims)}"
     )

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import peewee
 
+from ... import outputs
 from ...bulk import BulkInsert
-from ...errors import QuerySyntaxError
+from ...errors import DatabaseError, QuerySyntaxError, ValidationError
 from ...models import Chunk
 from ..base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
 from . import fts, keyword
-from .connection import change_stamp, connect, translate_errors
+from .connection import change_stamp, connect, sqlite_error_name, translate_errors
 from .state import ConnectionState, state_for
 
 if TYPE_CHECKING:
@@ -229,26 +230,33 @@ class SQLiteBackend(Backend):
     def backup(self, target: Path) -> None:
         """SQLite's online backup, in one step: a consistent copy while other processes write.
 
-        Written to ``target.partial`` and renamed into place when whole; a WAL file
-        left beside an old ``target`` is removed first, or SQLite would replay it
-        into the copy.
+        Refuses a ``target`` that is this database or one of its files, and one
+        with a WAL or rollback journal beside it (SQLite would replay it into the
+        copy; it may belong to a program that has ``target`` open). Written to a
+        temporary file of its own beside ``target`` (see :mod:`ctx_models.outputs`),
+        with the database file's permission bits, and renamed into place when whole.
         """
-        partial = target.with_name(target.name + ".partial")
-        for leftover in (partial, *_sidecars(partial)):
-            leftover.unlink(missing_ok=True)
-        copy = sqlite3.connect(partial)
-        try:
-            with self.errors("back up"):
-                self.db.connection().backup(copy)
-            copy.close()
-            for leftover in _sidecars(target):
-                leftover.unlink(missing_ok=True)
-            os.replace(partial, target)
-        except BaseException:
-            copy.close()
-            for leftover in (partial, *_sidecars(partial)):
-                leftover.unlink(missing_ok=True)
-            raise
+        source = Path(self.db.database)
+        in_memory = str(self.db.database) == ":memory:"
+        if not in_memory:
+            outputs.refuse_database_files(target, source, "backup")
+        beside = [p for p in (Path(f"{target}-wal"), Path(f"{target}-journal")) if p.exists()]
+        if beside:
+            raise ValidationError(
+                f"{' and '.join(map(str, beside))} exist beside {target}: a program may have it "
+                "open, or it was not closed cleanly, and SQLite would replay them into the "
+                "backup. Close that program, or open and close the file once "
+                f"(ctx-models check --db {target}), or back up to another file"
+            )
+        outputs.remove_abandoned(target, "backup")
+        mode = outputs.new_file_mode() if in_memory else outputs.file_mode(source)
+        with outputs.replaced_atomically(target, mode=mode, tag="backup") as partial:
+            copy = sqlite3.connect(partial)
+            try:
+                with _backup_errors(self.db.database, target):
+                    self.db.connection().backup(copy)
+            finally:
+                copy.close()
 
     def size_on_disk(self) -> int | None:
         total = 0
@@ -260,5 +268,20 @@ class SQLiteBackend(Backend):
         return total
 
 
-def _sidecars(path: Path) -> tuple[Path, Path]:
-    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+@contextmanager
+def _backup_errors(source: str, target: Path) -> Iterator[None]:
+    """Errors of writing the copy name the backup's file; the others, the database read."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        name = sqlite_error_name(exc)
+        if name.startswith("SQLITE_FULL"):
+            raise DatabaseError(
+                f"cannot write the backup {target}: the disk holding it is full (or the "
+                "file may grow no larger); nothing was written there. Free some space, or "
+                "back up to another disk"
+            ) from exc
+        if name.startswith(("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            raise DatabaseError(f"cannot write the backup {target}: {exc}") from exc
+        with translate_errors(source, "back up"):
+            raise

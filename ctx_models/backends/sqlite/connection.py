@@ -16,7 +16,7 @@ import peewee
 from peewee import SqliteDatabase
 
 from ...errors import DatabaseError, NotADatabaseError, SchemaVersionError
-from ...models import bind
+from ...models import SCHEMA_VERSION, bind
 
 __all__ = [
     "connect",
@@ -25,6 +25,8 @@ __all__ = [
     "translate_errors",
     "sqlite_error_name",
     "ContextDatabase",
+    "FileConnection",
+    "ReadOnlyDatabase",
     "change_stamp",
     "DEFAULT_BUSY_TIMEOUT",
     "SQLITE_HEADER",
@@ -159,18 +161,101 @@ def _translated(exc: BaseException, path: Any, action: str) -> DatabaseError:
     return DatabaseError(f"cannot {action} {path}: {message}")
 
 
+class FileConnection(sqlite3.Connection):
+    """sqlite3's connection, remembering which file (path, device, inode) it opened."""
+
+    opened: tuple[str, int, int] | None = None
+
+
 class ContextDatabase(SqliteDatabase):
-    """peewee's ``SqliteDatabase``, whose rollback is a no-op once SQLite has rolled back itself.
+    """peewee's ``SqliteDatabase``, that notices its file being replaced, and whose rollback
+    is a no-op once SQLite has rolled back itself.
+
+    A database file deleted or replaced (a restore, ``mv``, ``backup --force`` by
+    another program) while a connection is open leaves the connection on the
+    old, unlinked file: what it commits is lost with it. So each transaction
+    compares the file at the path with the one opened (one ``stat``, at BEGIN
+    and again before COMMIT; before a statement outside a transaction) and
+    fails with our error when they differ.
 
     On some errors (a full disk, an interrupt) SQLite ends the transaction on
     its own; peewee's rollback would then fail with "cannot rollback - no
     transaction is active" and hide the real error.
     """
 
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("factory", FileConnection)
+        super().__init__(database, *args, **kwargs)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()  # type: ignore[misc]  # peewee types lack _connect
+        if isinstance(conn, FileConnection) and self.database not in (":memory:", ""):
+            path = os.path.abspath(self.database)  # as opened: later chdir() changes nothing
+            try:
+                found = os.stat(path)
+            except OSError:
+                return conn  # not a plain file path (a URI): nothing to compare
+            conn.opened = (path, found.st_dev, found.st_ino)
+        return conn
+
+    def check_file(self) -> None:
+        """Raise DatabaseError when the file at the path is no longer the one this connection opened."""
+        opened = getattr(self.connection(), "opened", None)
+        if opened is None:
+            return
+        path, device, inode = opened
+        try:
+            found = os.stat(path)
+            same = (found.st_dev, found.st_ino) == (device, inode)
+        except OSError:
+            same = False
+        if not same:
+            raise DatabaseError(
+                f"the database file {path} was deleted or replaced while open; nothing of "
+                "this transaction was kept. Reopen it (run the command again) to use the "
+                "file that is there now"
+            )
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        # A statement outside a transaction commits by itself (set_checkpoint's upsert).
+        if not self.connection().in_transaction:
+            self.check_file()
+        return super().execute_sql(sql, params)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        self.check_file()
+        super().begin(lock_type)
+
+    def commit(self) -> None:
+        # A failing commit is rolled back by peewee's transaction, which re-raises.
+        self.check_file()
+        super().commit()
+
     def rollback(self) -> None:
         if not self.is_closed() and not self.connection().in_transaction:
             return
         super().rollback()
+
+
+class ReadOnlyDatabase(ContextDatabase):
+    """A database every connection of which (one per thread) SQLite opens read-only.
+
+    ``mode=ro``: a write raises SQLITE_READONLY, whatever the file's permissions,
+    so a reader (``ctx-models serve``) cannot change the store by mistake. The
+    path stays in ``database`` for messages; only the connection uses a URI.
+    """
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = Path(self.database).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(
+            uri, timeout=self._timeout, isolation_level=None, uri=True, **self.connect_params  # type: ignore[attr-defined]
+        )
+        try:
+            self._add_conn_hooks(conn)  # type: ignore[attr-defined]
+        except Exception:
+            conn.close()
+            raise
+        return conn
 
 
 def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
@@ -193,6 +278,14 @@ def _switch_to_wal(db: SqliteDatabase, timeout: float) -> str:
             pause = min(pause * 2, 0.1)
 
 
+def _check_version(path: Any, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, newer than this ctx_models "
+            f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
+        )
+
+
 def connect(
     path: str | os.PathLike[str],
     *,
@@ -200,6 +293,7 @@ def connect(
     timeout: float = DEFAULT_BUSY_TIMEOUT,
     check_version: bool = True,
     create: bool = True,
+    readonly: bool = False,
 ) -> SqliteDatabase:
     """Open (creating if needed) the database at ``path`` with the contract's settings.
 
@@ -207,11 +301,13 @@ def connect(
     ``timeout`` seconds. Creates the file and its parent directory unless
     ``create`` is false. With ``bind_models`` (the default) every model uses the
     returned database. A database written by a newer ctx_models is refused
-    before anything in it is touched.
+    before anything in it is touched. With ``readonly`` every connection is
+    opened read-only (``mode=ro``): the file must exist, and nothing, not even
+    the journal mode, is changed.
     """
-    from ...schema import SCHEMA_VERSION  # late import: schema imports the backends
-
     raw = os.fspath(path)
+    if readonly:
+        create = False
     if raw == ":memory:":
         db = ContextDatabase(":memory:", pragmas=list(PRAGMAS), timeout=timeout)
     else:
@@ -221,25 +317,35 @@ def connect(
             raise DatabaseError(
                 f"no database at {file_path}; create it with `ctx-models init --db {file_path}`"
             )
-        if check_version:
-            version = read_user_version(file_path, timeout)
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{file_path} has schema version {version}, newer than this ctx_models "
-                    f"knows ({SCHEMA_VERSION}); upgrade ctx_models (pip install -U ctx-models)"
-                )
-        try:
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot create directory {file_path.parent}: {exc.strerror}; "
-                "choose a writable location with --db or CTX_MODELS_DB"
-            ) from exc
-        db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        if check_version and not readonly:  # read-only: checked below, on its own connection
+            _check_version(file_path, read_user_version(file_path, timeout))
+        if readonly:
+            # The contract's WAL mode is the writer's to set; a reader reads either journal.
+            db = ReadOnlyDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
+        else:
+            try:
+                file_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create directory {file_path.parent}: {exc.strerror}; "
+                    "choose a writable location with --db or CTX_MODELS_DB"
+                ) from exc
+            db = ContextDatabase(str(file_path), pragmas=list(PRAGMAS), timeout=timeout)
     with translate_errors(raw):
         db.connect(reuse_if_open=True)
-        mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
-    if raw != ":memory:" and str(mode).lower() != "wal":
+        if readonly:
+            mode = str(db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+            version = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+            db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+        else:
+            mode = _switch_to_wal(db, timeout) if raw != ":memory:" else "memory"
+    if readonly and check_version:
+        try:
+            _check_version(raw, version)
+        except SchemaVersionError:
+            db.close()
+            raise
+    if raw != ":memory:" and not readonly and str(mode).lower() != "wal":
         db.close()
         raise DatabaseError(
             f"{raw}: SQLite refused WAL mode (journal_mode is {mode}); the file system may "

@@ -10,8 +10,9 @@ import peewee
 from peewee import Database
 
 from ...fields import MAX_EPOCH
-from ...integrity import RE_EMBED, Check
+from ...identifiers import quote_identifier as q
 from ...models import ChunkFTS
+from ..base import RE_EMBED, Check
 from .schema import describe_schema, schema_differences
 
 __all__ = ["SQLiteIntegrity"]
@@ -53,8 +54,8 @@ _CHECKS = (
         "bad_timestamps",
         "rows whose timestamp is not epoch seconds (an integer from 0 to 9999-12-31)",
         " UNION ALL ".join(
-            f"SELECT {key} FROM {table} WHERE typeof({column}) != 'integer' "
-            f"OR {column} < 0 OR {column} > {MAX_EPOCH}"
+            f"SELECT {q(key)} FROM {q(table)} WHERE typeof({q(column)}) != 'integer' "
+            f"OR {q(column)} < 0 OR {q(column)} > {MAX_EPOCH}"
             for table, key, column in (
                 ("documents", "id", "created_at"),
                 ("documents", "id", "updated_at"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schema import CONTRACT_TABLES
+from ...identifiers import quote_identifier
+from ...models import CONTRACT_TABLES, MODELS
 
 __all__ = ["describe_schema", "reference_schema", "schema_differences"]
 
@@ -26,20 +27,23 @@ def describe_schema(conn: Any) -> dict[str, Any]:
             continue
         columns = [
             (name, decl_type, bool(notnull) and not pk, default, pk)
-            for _, name, decl_type, notnull, default, pk in execute(f'PRAGMA table_info("{table}")')
+            for _, name, decl_type, notnull, default, pk in execute(f"PRAGMA table_info({quote_identifier(table)})")
         ]
         indexes = {}
-        for _, name, unique, origin, partial in execute(f'PRAGMA index_list("{table}")'):
+        for _, name, unique, origin, partial in execute(f"PRAGMA index_list({quote_identifier(table)})"):
+            # The index's name is another program's (any text, NUL included): a parameter.
             info = tuple(
                 (col, bool(desc), coll)
-                for _, _, col, desc, coll, key in execute(f'PRAGMA index_xinfo("{name}")')
+                for _, _, col, desc, coll, key in execute(
+                    "SELECT * FROM pragma_index_xinfo(?)", (name,)
+                )
                 if key
             )
             indexes[name] = (bool(unique), origin, bool(partial), info)
         foreign_keys = sorted(
             (src, ref_table, dst, on_update, on_delete, match)
             for _, _, ref_table, src, dst, on_update, on_delete, match in execute(
-                f'PRAGMA foreign_key_list("{table}")'
+                f"PRAGMA foreign_key_list({quote_identifier(table)})"
             )
         )
         description[table] = {"columns": columns, "indexes": indexes, "foreign_keys": foreign_keys}
@@ -56,14 +60,17 @@ def _fts5_columns(sql: str) -> list[str] | None:
 
 
 def reference_schema() -> dict[str, Any]:
-    """:func:`describe_schema` of a database that :func:`run_migrations` just made."""
-    from peewee import SqliteDatabase
+    """:func:`describe_schema` of a new database holding the models' tables and indexes.
 
-    from ...schema import run_migrations
+    The contract's schema is what ``create_tables`` makes of the models, which
+    is all ``run_migrations`` creates on a new SQLite file.
+    """
+    from peewee import SqliteDatabase
 
     reference = SqliteDatabase(":memory:")
     try:
-        run_migrations(reference)
+        with reference.bind_ctx(MODELS):
+            reference.create_tables(MODELS)
         return describe_schema(reference)
     finally:
         reference.close()
