@@ -308,6 +308,12 @@ def _download(spec: ModelSpec, env: Mapping[str, str]) -> Path:
             f"huggingface_hub (pip install 'ctx-models[models]'); or {_where_to_put(spec, env)}"
         ) from None
     target = ctx_cache_dirs(env)[0] / spec.name
+    if target.exists():
+        # Not a whole model (find_local would have taken it), and not ours to delete.
+        raise ModelFilesError(
+            f"{target} exists but lacks model.onnx (or onnx/model.onnx) or tokenizer.json: "
+            f"complete it, or remove it to download model {spec.name} again"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{spec.name}.partial-", dir=target.parent))

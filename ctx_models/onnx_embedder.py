@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EmbedderUnavailableError, ModelFilesError
+from .errors import EmbedderUnavailableError, ModelFilesError, ValidationError
 
 __all__ = ["OnnxEmbedder", "ONNX_FILES", "POOLINGS", "find_onnx_file"]
 
@@ -242,6 +242,9 @@ class OnnxEmbedder:
         matrix = np.zeros((len(texts), self.dims), dtype=np.float32)
         if not texts:
             return matrix
+        if not all(isinstance(text, str) for text in texts):
+            bad = next(t for t in texts if not isinstance(t, str))
+            raise ValidationError(f"texts must be str, got {type(bad).__name__}")
         with self._tokenizer_lock:
             encodings = self._tokenizer.encode_batch(texts)
         ids_per_text = [e.ids for e in encodings]

@@ -370,3 +370,15 @@ def test_a_folder_named_after_another_of_ctx_s_models_is_refused(env, tiny_minil
     with pytest.raises(ModelFilesError, match="named after model all-minilm-l6-v2, not bge-small-en-v1.5"):
         model_files.load("bge-small-en-v1.5", named)
     assert model_files.load("all-minilm-l6-v2", named).dims == 384
+
+
+def test_an_incomplete_folder_in_the_cache_is_not_overwritten_by_a_download(env, tiny_minilm, monkeypatch, tmp_path):
+    monkeypatch.delenv("CTX_MODELS_OFFLINE")
+    target = env / ".cache" / "ctx" / "models" / "all-minilm-l6-v2"
+    target.mkdir(parents=True)
+    (target / "notes.txt").write_text("mine")
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", StandIn(_served(tiny_minilm, tmp_path)))
+    with pytest.raises(ModelFilesError, match="exists but lacks model.onnx.*remove it"):
+        model_files.locate(MINILM)
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    assert _leftovers(target.parent) == ["all-minilm-l6-v2"]

@@ -223,3 +223,9 @@ def test_batches_keep_to_the_token_budget_and_group_similar_lengths(tmp_path, mo
     assert all(rows <= 3 and (rows == 1 or rows * width <= 12) for rows, width in shapes)
     widths = [width for _, width in shapes]
     assert widths == sorted(widths)  # shortest texts first, so each batch pads little
+
+
+def test_texts_that_are_not_strings_are_our_error(tmp_path):
+    directory, _ = make_model_dir(tmp_path / "m")
+    with pytest.raises(ctx_models.ValidationError, match="texts must be str, got int"):
+        OnnxEmbedder(directory).embed(["fine", 3])
