@@ -21,6 +21,7 @@ from .errors import (
     DatabaseError,
     DimensionMismatchError,
     EmbedderUnavailableError,
+    ModelFilesError,
     NotADatabaseError,
     OutOfMemoryError,
     QuerySyntaxError,
@@ -78,6 +79,7 @@ __all__ = [
     "QuerySyntaxError",
     "CorruptValueError",
     "EmbedderUnavailableError",
+    "ModelFilesError",
     "OutOfMemoryError",
     "SyncInProgressError",
 ]

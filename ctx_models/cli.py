@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -20,15 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, integrity, outputs, search, snippets, store
+from . import __version__, integrity, model_files, outputs, search, snippets, store
 from .backends import backend_for, connect
 from .backends.sqlite.readonly import read_only_access
 from .backends.urls import location
 from .config import DEFAULT_DB_PATH, ENV_VAR, display, resolve_database
-from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model
+from .embedders import MAX_DIMS, Embedder, default_embedder, embedder_for_model, register_embedder
 from .errors import CtxModelsError, NotADatabaseError
 from .fields import MAX_EPOCH
 from .models import bound_database
+from .onnx_embedder import OnnxEmbedder
 from .schema import CONTRACT_TABLES, run_migrations, schema_version
 
 __all__ = ["main", "build_parser"]
@@ -231,30 +233,75 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _chosen_embedder(args: argparse.Namespace) -> Embedder:
-    """``--model NAME``, ``--dims N`` (the hashing embedder of that size), or the default."""
+    """``--model NAME`` (from ``--model-path DIR`` if given), ``--dims N`` (hashing), or the default."""
     if getattr(args, "dims", None) is not None:
         if not 1 <= args.dims <= MAX_DIMS:
             raise UsageError(f"--dims must be from 1 to {MAX_DIMS}, got {args.dims}")
         return embedder_for_model(f"hashing-v1-{args.dims}")
+    path = _model_path(args)
+    if path is not None:
+        name = args.model or path.name
+        if args.model is None and name not in model_files.MODELS:
+            raise UsageError(
+                f"--model-path {path}: which model is it? Add --model NAME (one of ctx's: "
+                f"{', '.join(model_files.MODELS)}, or a name of your own)"
+            )
+        return _embedder_from_path(name, path)
     if args.model is not None:
         return embedder_for_model(args.model)
     return default_embedder()
 
 
+def _model_path(args: argparse.Namespace) -> Path | None:
+    """``--model-path``, else ``[embedding] model_path`` of --config (else the library's own lookup)."""
+    if getattr(args, "model_path", None) is not None:
+        return Path(args.model_path).expanduser()
+    if getattr(args, "config", None) is not None:
+        return model_files.model_path_from_config(args.config)
+    return None
+
+
+def _embedder_from_path(name: str, path: Path) -> Embedder:
+    """ctx's model ``name`` (checked against its registered size) or a model of your own, from ``path``."""
+    if name in model_files.MODELS:
+        return model_files.load(name, path)
+    return OnnxEmbedder(path, name)
+
+
+def _use_model_path(args: argparse.Namespace) -> None:
+    """Make the model search picks from the stored vectors load from ``--model-path``."""
+    path = _model_path(args)
+    if path is None:
+        return
+    for name in {*model_files.MODELS, *([args.model] if args.model else [])}:
+        register_embedder(name, functools.partial(_embedder_from_path, name, path))
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     _database(args)
     embedder = _chosen_embedder(args)
-    replaced = store.embeddings_replaced_by(embedder.model)
-    if replaced and not args.yes:
-        what = ", ".join(f"{count} of {model}" for model, count in replaced.items())
-        question = f"Embedding with {embedder.model} replaces existing embeddings ({what})."
+    others = store.embeddings_replaced_by(embedder.model)
+    what = ", ".join(f"{count} of {model}" for model, count in others.items())
+    if others and args.replace and not args.yes:
+        question = f"Re-embedding with {embedder.model} replaces existing embeddings ({what})."
         if not sys.stdin.isatty():
             raise UsageError(f"{question} Pass --yes to go ahead (stdin is not a terminal)")
         if input(f"{question} Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing embedded")
             return EXIT_OK
-    count = store.embed_pending(embedder, batch_size=args.batch_size, progress=_progress(args))
+    count = store.embed_pending(
+        embedder,
+        batch_size=args.batch_size,
+        progress=_progress(args),
+        keep_others=not args.replace,
+    )
     print(f"embedded {count} chunk(s) with {embedder.model}")
+    if others and not args.replace:
+        print(
+            f"note: kept the embeddings of other models ({what}): a chunk holds one embedding; "
+            f"--replace re-embeds those chunks with {embedder.model}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -366,6 +413,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.highlight and not args.json:
         raise UsageError("--highlight keeps the match markers in --json output; add --json")
     db = _database(args)
+    _use_model_path(args)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be from 0 (keyword only) to 1 (semantic only), got {args.alpha}")
     if args.approximate and backend_for(db).name == "sqlite":
@@ -654,14 +702,26 @@ def _model_options(parser: argparse.ArgumentParser, what: str) -> None:
     choice.add_argument(
         "--model",
         metavar="NAME",
-        help=f"embedding model {what} (default: wordllama-l2-supercat-256 when "
-        "ctx-models[semantic] is installed, else hashing-v1-384)",
+        help=f"embedding model {what} (default: all-minilm-l6-v2 when its files are on this "
+        "machine, else wordllama-l2-supercat-256 when ctx-models[semantic] is installed, "
+        "else hashing-v1-384)",
     )
     choice.add_argument(
         "--dims",
         type=int,
         metavar="N",
         help="use the hashing embedder with N dimensions (the model hashing-v1-N)",
+    )
+    _model_path_option(parser)
+
+
+def _model_path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="the model's folder (model.onnx, tokenizer.json); default: $"
+        f"{model_files.PATH_ENV}, then ctx's, fastembed's and Hugging Face's caches, "
+        "then a download",
     )
 
 
@@ -744,8 +804,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=256, help="chunks per transaction (default 256)"
     )
     p.add_argument(
-        "-y", "--yes", action="store_true", help="replace embeddings of other models without asking"
+        "--replace",
+        action="store_true",
+        help="also re-embed chunks that hold another model's embedding (a chunk holds one); "
+        "without it they are kept",
     )
+    p.add_argument("-y", "--yes", action="store_true", help="with --replace, do not ask")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_embed)
 
@@ -858,12 +922,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="weight of the semantic signal in hybrid mode, 0 to 1 (default: "
         + ", ".join(f"{f} {a:.2f}" for f, a in search.DEFAULT_ALPHA.items())
+        + "; per model: "
+        + "; ".join(
+            f"{m} " + ", ".join(f"{f} {a:.2f}" for f, a in w.items())
+            for m, w in search.MODEL_ALPHA.items()
+        )
         + ")",
     )
     p.add_argument(
         "--all-words", action="store_true", help="require every word, as written (as ctx does)"
     )
     p.add_argument("--model", metavar="NAME", help="compare only with vectors of this model")
+    _model_path_option(p)
     p.add_argument(
         "--approximate",
         action="store_true",

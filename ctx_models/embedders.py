@@ -3,12 +3,21 @@
 :class:`Embedder` is the protocol the store accepts; plug in any model by
 giving it a ``model`` name, ``dims`` and an ``embed`` method.
 
-* :class:`WordLlamaEmbedder` is a real semantic model that runs offline: the
+* The models ``ctx`` embeds with (``all-minilm-l6-v2``, ``bge-*-en-v1.5``,
+  ``nomic-embed-text-v1[.5]``, ``multilingual-e5-*``) are transformer
+  sentence embedders run with ONNX Runtime
+  (:class:`~ctx_models.onnx_embedder.OnnxEmbedder`,
+  ``pip install 'ctx-models[models]'``); :mod:`ctx_models.model_files` says
+  where their files come from.
+* :class:`WordLlamaEmbedder` is a semantic model that runs offline: the
   ``wordllama`` package ships its 256-dimension weights in its wheel
-  (``pip install 'ctx-models[semantic]'``). It is the default when installed.
+  (``pip install 'ctx-models[semantic]'``).
 * :class:`HashingEmbedder` is deterministic and needs nothing: it hashes words
   into buckets (the "hashing trick"), so texts sharing words get similar
   vectors. It knows nothing of meaning; it is the fallback, and good for tests.
+
+:func:`default_embedder` never downloads: all-minilm-l6-v2 when its files are
+on this machine, else WordLlama, else hashing.
 
 Every vector in the database records the model that made it
 (``embeddings.model``). :func:`embedder_for_model` turns that name back into an
@@ -31,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from . import model_files
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
 
 __all__ = [
@@ -222,6 +232,8 @@ def _import_wordllama() -> Any:
 # --------------------------------------------------------------------------- the registry
 
 _FACTORIES: dict[str, Callable[[], Embedder]] = {WordLlamaEmbedder.model: WordLlamaEmbedder}
+# ctx's model names: their files are found (or downloaded) when first used.
+_FACTORIES.update({name: model_files.factory(name) for name in model_files.MODELS})
 _HASHING_NAME = re.compile(r"hashing-v1-([0-9]{1,6})")
 _LOADED: dict[str, Embedder] = {}
 _LOADED_LOCK = threading.Lock()
@@ -273,12 +285,23 @@ def embedder_for_model(model: str) -> Embedder:
         return found
 
 
-def default_embedder() -> Embedder:
-    """WordLlama when ``ctx-models[semantic]`` is installed, else the hashing embedder (384).
+#: The transformer model the default embedder prefers when its files are on this machine.
+PREFERRED_MODEL = "all-minilm-l6-v2"
 
-    Falling back logs one warning per process: hashing vectors are not semantic.
+
+def default_embedder() -> Embedder:
+    """The best model available with no download; see the README's "Choosing a model".
+
+    all-minilm-l6-v2 (``ctx``'s default) when ``ctx-models[models]`` is
+    installed and its files are on this machine (an explicit path, ``ctx``'s,
+    fastembed's or Hugging Face's cache); else WordLlama when
+    ``ctx-models[semantic]`` is installed; else the hashing embedder (384),
+    with one warning per process, since hashing vectors are not semantic.
     """
     global _warned_fallback
+    preferred = _local_preferred()
+    if preferred is not None:
+        return preferred
     try:
         return embedder_for_model(WordLlamaEmbedder.model)
     except EmbedderUnavailableError as exc:
@@ -286,3 +309,20 @@ def default_embedder() -> Embedder:
             log.warning("%s; using the hashing embedder, which is not semantic", exc)
             _warned_fallback = True
         return embedder_for_model("hashing-v1-384")
+
+
+def _local_preferred() -> Embedder | None:
+    """The preferred transformer model if it loads without a download, else None."""
+    with _LOADED_LOCK:
+        found = _LOADED.get(PREFERRED_MODEL)
+    if found is not None:
+        return found
+    if not model_files.runtime_installed():
+        return None
+    try:
+        embedder = model_files.load(PREFERRED_MODEL, download=False)
+    except EmbedderUnavailableError as exc:
+        log.info("default model: %s not used: %s", PREFERRED_MODEL, exc)
+        return None
+    with _LOADED_LOCK:
+        return _LOADED.setdefault(PREFERRED_MODEL, embedder)

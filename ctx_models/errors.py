@@ -20,6 +20,7 @@ __all__ = [
     "QuerySyntaxError",
     "CorruptValueError",
     "EmbedderUnavailableError",
+    "ModelFilesError",
     "OutOfMemoryError",
     "SyncInProgressError",
     "NotFoundError",
@@ -75,6 +76,10 @@ class CorruptValueError(CtxModelsError):
 
 class EmbedderUnavailableError(CtxModelsError):
     """No embedder is known for a model name, or its package is not installed."""
+
+
+class ModelFilesError(EmbedderUnavailableError):
+    """A model's files are not on this machine (and cannot be downloaded), or are damaged."""
 
 
 class OutOfMemoryError(CtxModelsError, MemoryError):

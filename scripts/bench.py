@@ -5,7 +5,8 @@
     python scripts/bench.py search [--large] [--text DIR]
     python scripts/bench.py sync [--files 10000]
     python scripts/bench.py backends --db URL [--chunks 100000]
-    python scripts/bench.py quality [--data DIR] [--db URL]
+    python scripts/bench.py quality [--data DIR] [--db URL] [--embedder NAME] [--model-path DIR]
+    python scripts/bench.py embed [--model NAME] [--model-path DIR] [--texts N]
     python scripts/bench.py serve [--chunks 100000]
 
 ``ingest``: 10,000 synthetic documents x 10 chunks through ``store.ingest_many``,
@@ -34,6 +35,10 @@ with HNSW's recall, the in-memory alternative to pgvector's scan, keyword
 p50/p95 and hybrid p50, in one table.
 
 ``quality`` (``bench_quality.py``): nDCG@10 and Recall@100 on a BEIR collection.
+
+``embed`` (``bench_embed.py``): embedding throughput (chunks/s) and one
+question's latency for a transformer model, beside sentence-transformers on
+torch when installed.
 
 ``serve``: ``ctx-models serve --http`` on the ``search`` corpus (100,000 chunks
 by default): p50/p95 of a keyword and a hybrid ``search`` through ctx's route
@@ -1031,11 +1036,15 @@ def main() -> int:
     )
     p.set_defaults(run=bench_search)
     import bench_backends  # scripts/ is on sys.path when this file is run
+    import bench_embed
     import bench_quality
 
     p = commands.add_parser("quality", help="nDCG@10 and Recall@100, BEIR data or the demo")
     bench_quality.add_arguments(p)
     p.set_defaults(run=bench_quality.bench_quality)
+    p = commands.add_parser("embed", help="embedding chunks/s and one question's latency")
+    bench_embed.add_arguments(p)
+    p.set_defaults(run=bench_embed.bench_embed)
     p = commands.add_parser("backends", help="PostgreSQL beside SQLite: ingest and search")
     bench_backends.add_arguments(p)
     p.set_defaults(run=bench_backends.bench_backends)

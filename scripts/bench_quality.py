@@ -333,13 +333,20 @@ def evaluate(label: str, ranker: Ranker, collection: Collection) -> RunResult:
     return result
 
 
-def hybrid_label() -> str:
-    """The hybrid row's name, with the library's default fusion and weight."""
+def default_alpha(fusion: str, model: str | None = None) -> float:
+    """The weight hybrid search uses by default: the model's own, else the fusion's."""
+    return search.MODEL_ALPHA.get(model or "", {}).get(fusion, search.DEFAULT_ALPHA[fusion])
+
+
+def hybrid_label(model: str | None = None) -> str:
+    """The hybrid row's name, with the library's default fusion and weight (for ``model``)."""
     fusion = search.DEFAULT_FUSION
-    return f"hybrid ({fusion}, alpha {search.DEFAULT_ALPHA[fusion]:.2f})"
+    return f"hybrid ({fusion}, alpha {default_alpha(fusion, model):.2f})"
 
 
-def main_runs(collection: Collection, db: Any, where: Any) -> list[RunResult]:
+def main_runs(
+    collection: Collection, db: Any, where: Any, model: str | None = None
+) -> list[RunResult]:
     """The floor, keyword, semantic and hybrid runs with the library's defaults."""
     ids = document_ids(db)
     if isinstance(where, Path):
@@ -355,7 +362,7 @@ def main_runs(collection: Collection, db: Any, where: Any) -> list[RunResult]:
             evaluate(floor[0], floor[1], collection),
             evaluate("keyword", keyword_ranker(ids), collection),
             evaluate("semantic", semantic_ranker(ids), collection),
-            evaluate(hybrid_label(), hybrid_ranker(), collection),
+            evaluate(hybrid_label(model), hybrid_ranker(), collection),
         ]
     finally:
         conn.close()
@@ -372,31 +379,32 @@ class Setting:
     alpha: float
     candidates: int
     rrf_k: int | None  # None for minmax, which has no rank offset
+    model: str | None = None
 
     def is_default(self) -> bool:
         """True for the library's defaults (fusion, its alpha, 80 candidates, RRF_K)."""
         return (
             self.fusion == search.DEFAULT_FUSION
-            and self.alpha == search.DEFAULT_ALPHA[self.fusion]
+            and self.alpha == default_alpha(self.fusion, self.model)
             and self.candidates == DEFAULT_CANDIDATES
             and (self.rrf_k is None or self.rrf_k == search.RRF_K)
         )
 
 
-def grid() -> list[Setting]:
+def grid(model: str | None = None) -> list[Setting]:
     """The sweep's settings; a grid alpha within 0.005 of a fusion's default becomes the default.
 
     So 0.33 is run as rrf's exact 1/3, and the starred row reproduces the main hybrid run.
     """
     settings = []
     for fusion in SWEEP_FUSIONS:
-        default = search.DEFAULT_ALPHA[fusion]
+        default = default_alpha(fusion, model)
         alphas = [default if abs(a - default) < 0.005 else a for a in SWEEP_ALPHAS]
         offsets: Sequence[int | None] = SWEEP_RRF_K if fusion == "rrf" else (None,)
         for alpha in alphas:
             for candidates in SWEEP_CANDIDATES:
                 for rrf_k in offsets:
-                    settings.append(Setting(fusion, alpha, candidates, rrf_k))
+                    settings.append(Setting(fusion, alpha, candidates, rrf_k, model))
     return settings
 
 
@@ -429,7 +437,7 @@ def run_setting(
 def sweep(collection: Collection, embedder: embedders.Embedder) -> list[tuple[Setting, RunResult]]:
     """Every grid point, best nDCG@10 first."""
     vectors = query_vectors(collection, embedder)
-    rows = [(s, run_setting(s, collection, vectors)) for s in grid()]
+    rows = [(s, run_setting(s, collection, vectors)) for s in grid(embedder.model)]
     rows.sort(key=lambda row: -row[1].summary()["ndcg@10"])
     return rows
 
@@ -485,6 +493,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--embedder", default=None, help="model name (default: ctx_models' default embedder)"
     )
+    parser.add_argument(
+        "--model-path",
+        metavar="DIR",
+        default=None,
+        help="the folder of the --embedder model's files (one of ctx's transformer models)",
+    )
     parser.add_argument("--sweep", action="store_true", help="also hybrid over a settings grid")
     parser.add_argument(
         "--limit-queries", type=int, default=None, help="evaluate only the first N queries"
@@ -498,8 +512,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def choose_embedder(name: str | None) -> embedders.Embedder:
-    """The embedder named on the command line, else the library's default."""
+def choose_embedder(name: str | None, path: str | None = None) -> embedders.Embedder:
+    """The embedder named on the command line (from ``path`` if given), else the library's default.
+
+    With a path, the model is registered under its name, so that the searches
+    (which find the embedder by the stored vectors' model) load it from there too.
+    """
+    if path is not None:
+        from ctx_models import model_files
+
+        if name not in model_files.MODELS:
+            raise EmbedderUnavailableError(
+                f"--model-path needs --embedder naming one of ctx's models ({', '.join(model_files.MODELS)})"
+            )
+        embedder = model_files.load(name, path)
+        embedders.register_embedder(name, lambda: embedder)
+        return embedder
     if name is None:
         return embedders.default_embedder()
     return embedders.embedder_for_model(name)
@@ -509,7 +537,7 @@ def evaluate_all(
     collection: Collection, db: Any, where: Any, embedder: embedders.Embedder, with_sweep: bool
 ) -> dict[str, Any]:
     """Print the main table (and the sweep); returns the numbers for the results file."""
-    runs = main_runs(collection, db, where)
+    runs = main_runs(collection, db, where, embedder.model)
     print("\n".join(format_table(runs)))
     published = PUBLISHED_BM25.get(collection.name.lower())
     if published is not None:
@@ -555,7 +583,7 @@ def bench_quality(args: argparse.Namespace) -> None:
     """``bench.py quality``: ingest, evaluate, print the tables and write quality.json."""
     try:
         collection = load_collection(args.data)
-        embedder = choose_embedder(args.embedder)
+        embedder = choose_embedder(args.embedder, getattr(args, "model_path", None))
     except (CollectionError, EmbedderUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -71,18 +71,34 @@ def test_progress_bars_only_on_a_terminal(tmp_path: Path) -> None:
     assert done.stderr == ""  # stderr is a pipe here: no bar
 
 
-def test_embed_asks_before_replacing_another_models_embeddings(seeded: Path, run_cli, monkeypatch) -> None:
+def test_embed_keeps_another_models_embeddings_unless_asked_to_replace(
+    seeded: Path, run_cli, monkeypatch
+) -> None:
+    before = store.stats().models
     code, out, err = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    assert code == 0 and out.strip() == "embedded 0 chunk(s) with hashing-v1-32", err
+    assert err.count("\n") == 1 and "kept the embeddings of other models (31 of hashing-v1-64)" in err
+    assert "--replace" in err and store.stats().models == before
+    code, out, err = run_cli("embed", "--dims", "32", "--replace", "--db", str(seeded))
     assert code == 1 and out == "" and err.count("\n") == 1
     assert "replaces existing embeddings (31 of hashing-v1-64)" in err and "--yes" in err
-    assert store.embeddings_replaced_by("hashing-v1-32") == {"hashing-v1-64": 31}
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
-    code, out, _ = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    code, out, _ = run_cli("embed", "--dims", "32", "--replace", "--db", str(seeded))
     assert (code, out.strip()) == (0, "nothing embedded")
-    code, out, err = run_cli("embed", "--dims", "32", "--yes", "--db", str(seeded))
+    assert store.stats().models == before
+    code, out, err = run_cli("embed", "--dims", "32", "--replace", "--yes", "--db", str(seeded))
     assert code == 0 and out.strip() == "embedded 31 chunk(s) with hashing-v1-32", err
-    assert run_cli("embed", "--dims", "32", "--db", str(seeded))[0] == 0  # nothing to replace now
+    assert store.stats().models == {"hashing-v1-32": 31}
+    code, out, err = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    assert (code, out.strip(), err) == (0, "embedded 0 chunk(s) with hashing-v1-32", "")
+
+
+def test_embed_fills_chunks_no_model_has_embedded_beside_another_models(seeded: Path, run_cli) -> None:
+    store.ingest("notes", "new", "a new note about kafka consumer lag")  # no embedding yet
+    code, out, err = run_cli("embed", "--dims", "32", "--db", str(seeded))
+    assert code == 0 and out.strip() == "embedded 1 chunk(s) with hashing-v1-32", err
+    assert store.stats().models == {"hashing-v1-64": 31, "hashing-v1-32": 1}
 
 
 def test_an_empty_result_says_why(db, db_path: Path, run_cli) -> None:

@@ -43,6 +43,7 @@ def test_readme_python_examples_run_in_order(tmp_path: Path, monkeypatch: pytest
     assert "unchanged" in printed
     assert "float32 True" in printed
     assert "2 0 2" in printed  # the folder example, first run
+    assert "(2, 26)" in printed and "1.000" in printed  # the embedder interface's example
     assert (tmp_path / "example" / "ctx.sqlite").exists()
     # The folder example's promise: a second run rewrites nothing.
     summary = namespace["store"].ingest_many(  # type: ignore[attr-defined]

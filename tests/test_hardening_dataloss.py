@@ -688,7 +688,7 @@ def test_two_cli_embeds_with_different_models_both_end_and_say_how_many_they_emb
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "ctx_models", "embed", "--db", str(db_path), "--model", model,
-             "--yes", "--batch-size", "8", "-q"],
+             "--replace", "--yes", "--batch-size", "8", "-q"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
         )
         for model in ("hashing-v1-8", "hashing-v1-16")

@@ -1,8 +1,9 @@
 """Seeding a store with the demo corpus (and, for load tests, a synthetic one).
 
 The demo documents are chunked by the contract's rule and embedded with the
-default embedder (WordLlama when ``ctx-models[semantic]`` is installed, else
-the hashing embedder), and each source gets a checkpoint. Seeding again changes
+default embedder (all-MiniLM-L6-v2 when its files are on this machine, else
+WordLlama when ``ctx-models[semantic]`` is installed, else the hashing
+embedder; it never downloads), and each source gets a checkpoint. Seeding again changes
 nothing: every document is found unchanged.
 
 >>> import ctx_models

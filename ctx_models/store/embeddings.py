@@ -61,25 +61,35 @@ def upsert_embeddings(rows: Iterable[Any]) -> int:
     return total
 
 
-def _pending_query(model: str) -> Any:
+def _pending_query(model: str, keep_others: bool = False) -> Any:
+    if keep_others:
+        # A chunk holds one embedding (the contract's key): leave other models' alone.
+        on = Embedding.chunk == Chunk.id
+        pending = Embedding.chunk.is_null() | (
+            (Embedding.model == model) & (Embedding.hash != Chunk.hash)
+        )
+    else:
+        on = (Embedding.chunk == Chunk.id) & (Embedding.model == model)
+        pending = Embedding.chunk.is_null() | (Embedding.hash != Chunk.hash)
     return (
         Chunk.select(Chunk)
-        .join(
-            Embedding,
-            JOIN.LEFT_OUTER,
-            on=(Embedding.chunk == Chunk.id) & (Embedding.model == model),
-        )
-        .where(Embedding.chunk.is_null() | (Embedding.hash != Chunk.hash))
+        .join(Embedding, JOIN.LEFT_OUTER, on=on)
+        .where(pending)
         .order_by(Chunk.document, Chunk.chunk_index)
     )
 
 
 @translated("read")
-def pending_chunks(model: str, limit: int | None = None) -> list[Chunk]:
-    """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs)."""
+def pending_chunks(
+    model: str, limit: int | None = None, *, keep_others: bool = False
+) -> list[Chunk]:
+    """Chunks that need an embedding from ``model``: none yet, or a stale one (hash differs).
+
+    With ``keep_others``, chunks that hold another model's embedding are not pending.
+    """
     bound_database()
     inputs.checked_text(model, "model", empty=False)
-    query = _pending_query(model)
+    query = _pending_query(model, keep_others)
     if limit is not None:
         query = query.limit(limit)
     return list(query)
@@ -103,33 +113,39 @@ def embeddings_replaced_by(model: str) -> dict[str, int]:
     return dict(rows)
 
 
-def _pending_after(model: str, after: str | None, limit: int) -> list[Chunk]:
+def _pending_after(
+    model: str, after: str | None, limit: int, keep_others: bool = False
+) -> list[Chunk]:
     """The next ``limit`` chunks pending for ``model``, in id order, with ids above ``after``."""
-    query = _pending_query(model).order_by(Chunk.id).limit(limit)
+    query = _pending_query(model, keep_others).order_by(Chunk.id).limit(limit)
     if after is not None:
         query = query.where(Chunk.id > after)
     return list(query)
 
 
 @translated("write")
-def embed_pending(embedder: Embedder, batch_size: int = 256, *, progress: bool = False) -> int:
+def embed_pending(
+    embedder: Embedder, batch_size: int = 256, *, progress: bool = False, keep_others: bool = False
+) -> int:
     """Embed every pending chunk with ``embedder``, one transaction per batch; returns the count.
 
     One pass over the chunks in id order: a chunk is embedded at most once per
     call, so the call ends even while another process embeds the same chunks with
     another model (and, a chunk having one embedding, replaces this one's).
+    Embedding a chunk replaces another model's embedding of it, batch by batch;
+    ``keep_others=True`` leaves chunks embedded by other models as they are.
     """
     db = bound_database()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
     inputs.checked_text(embedder.model, "the embedder's model", empty=False)
     writes.check_dims(db, embedder.model, embedder.dims)
-    total_pending = _pending_query(embedder.model).count()
+    total_pending = _pending_query(embedder.model, keep_others).count()
     done = 0
     after: str | None = None
     with writes.progress(progress, total_pending, "chunks") as bar:
         while True:
-            chunks = _pending_after(embedder.model, after, batch_size)
+            chunks = _pending_after(embedder.model, after, batch_size, keep_others)
             if not chunks:
                 break
             after = chunks[-1].id
