@@ -423,9 +423,24 @@ def test_dry_run_reports_and_writes_nothing(db: Any, db_path: Path, tmp_path: Pa
     (root / "README.md").unlink()
     report = sync(root, dry_run=True, prune=True)
     assert (report.created, report.updated, report.unchanged, report.pruned) == (1, 1, 2, 1)
-    assert report.changes == [("updated", "guides/deploy.md"), ("created", "new.md")]
+    assert report.changes == [
+        ("updated", "guides/deploy.md"), ("created", "new.md"), ("pruned", "README.md")
+    ]
     assert report.vanished == ["README.md"]
     assert "dry run, nothing written" in report.summary()
+    assert rows(db_path) == before
+
+
+def test_dry_run_with_prune_lists_the_documents_that_would_go(
+    db: Any, db_path: Path, tmp_path: Path, run_cli
+) -> None:
+    root = make_tree(tmp_path / "docs")
+    sync(root)
+    (root / "README.md").unlink()
+    before = rows(db_path)
+    code, out, err = run_cli("sync", str(root), "--db", str(db_path), "--dry-run", "--prune")
+    assert code == 0, err
+    assert "  would prune README.md" in out and "1 to prune" in out
     assert rows(db_path) == before
 
 
@@ -632,17 +647,22 @@ def test_readme_sync_commands_run_as_written(run_cli, tmp_path: Path, monkeypatc
     commands = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     monkeypatch.chdir(tmp_path)  # the quick start's store: .ctx/data/ctx.sqlite here
+    code, _, err = run_cli("seed", "--dims", "32")  # as the quick start leaves it
+    assert code == 0, err
+    demo = set(documents(tmp_path / ".ctx" / "data" / "ctx.sqlite"))
     outputs = []
     for argv in commands:
         assert argv[0] == "ctx-models"
         code, out, err = run_cli(*argv[1:])
         assert code == 0, (argv, err)
         outputs.append(out)
-    assert "filesystem:docs: 1 file seen, 1 created" in outputs[0]
+    assert "filesystem:contract: 1 file seen, 1 created" in outputs[0]
     assert "storage-contract.md" in outputs[1]
     assert ", 0 created, 0 updated, 1 unchanged" in outputs[2]
-    assert "dry run, nothing written" in outputs[3]
+    assert "dry run, nothing written" in outputs[3] and "0 to prune" in outputs[3]
     assert ", 0 created, 0 updated, 1 unchanged" in outputs[4]
+    # The demo's documents are all there, beside the contract.
+    assert set(documents(tmp_path / ".ctx" / "data" / "ctx.sqlite")) == demo | {"storage-contract.md"}
 
 
 # --------------------------------------------------------------------------- faults, processes

@@ -223,6 +223,7 @@ def sync_folder(
             _dry_run(report, source, to_read, stored, max_bytes, follow_symlinks, max_tokens)
             if prune:
                 report.pruned = len(report.vanished)
+                report.changes.extend(("pruned", s) for s in report.vanished)
         else:
             if embed and embedder is None:
                 embedder = store_embedder()
