@@ -135,3 +135,8 @@ def test_demo_sweep_marks_the_defaults_and_matches_the_main_run(
     (default,) = [row for row in data["sweep"] if row["default"]]
     assert default["ndcg@10"] == data["runs"][bench_quality.hybrid_label()]["ndcg@10"]
     assert bench_quality.search.RRF_K == rrf_k  # restored after the sweep
+
+
+def test_results_and_databases_go_under_the_repository() -> None:
+    # core.py sits two folders down; results belong in <repo>/bench-results, not scripts/.
+    assert core.ROOT == ROOT

@@ -25,7 +25,7 @@ from ctx_models.chunking import chunk_text
 from ctx_models.embedders import Embedder
 from ctx_models.hashing import chunk_hash, dedup_hash
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: scripts/benchmarks/core.py
 
 
 DIMS = 384
