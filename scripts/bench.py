@@ -9,43 +9,14 @@
     python scripts/bench.py embed [--model NAME] [--model-path DIR] [--texts N]
     python scripts/bench.py serve [--chunks 100000]
 
-``ingest``: 10,000 synthetic documents x 10 chunks through ``store.ingest_many``,
-first without vectors, then with 384-dim vectors; the floor loads the same
-rows with the standard library's ``sqlite3.executemany`` into a fresh database
-with the same schema and settings; sqlite-vec (through apsw, the ``bench``
-extra) loads the same rows into a chunks table, an FTS5 index and a vec0 table.
+Each command is one module of ``scripts/benchmarks/`` whose docstring says what it
+measures and against what: ``ingest`` (bulk load against sqlite3 ``executemany`` and
+sqlite-vec), ``search`` (vector, keyword and hybrid search; ``keyword.py`` for English
+text), ``sync`` (a folder against ``ingest_many``), ``backends`` (PostgreSQL beside
+SQLite), ``quality`` (nDCG@10 and Recall@100), ``embed`` (a transformer model's
+chunks/s and latency), ``serve`` (search through ``ctx-models serve --http`` and MCP).
+What they share is in ``core.py`` and ``corpora.py``; this file only dispatches.
 
-``search``: corpora of 5,000 and 100,000 chunks x 384 dims (and 1,000,000 with
-``--large``): vector search warm against a bare ``matrix @ q`` + ``argpartition``,
-against a per-query scan done the ``ctx`` tool's way, and cold (open + first
-query in a new process); the peak memory of the index build in a new process
-against the matrix; sqlite-vec's vec0 warm and cold beside it when installed;
-keyword search against the same SQL through bare ``sqlite3``; hybrid search
-p50.
-
-``sync``: a folder of 10,000 Markdown files of about 2 KB synced with the
-hashing embedder (384 dims), against ``store.ingest_many`` of the same
-documents already read into memory (the floor); then a second sync that finds
-nothing changed.
-
-``backends`` (``benchmarks/backends.py``): PostgreSQL beside SQLite on one corpus of
-100,000 one-chunk English documents with vectors: ingest against a floor on
-each (sqlite3 ``executemany``; psycopg COPY), exact and HNSW vector top-80
-with HNSW's recall, the in-memory alternative to pgvector's scan, keyword
-p50/p95 and hybrid p50, in one table.
-
-``quality`` (``benchmarks/quality.py``): nDCG@10 and Recall@100 on a BEIR collection.
-
-``embed`` (``benchmarks/embed.py``): embedding throughput (chunks/s) and one
-question's latency for a transformer model, beside sentence-transformers on
-torch when installed.
-
-``serve``: ``ctx-models serve --http`` on the ``search`` corpus (100,000 chunks
-by default): p50/p95 of a keyword and a hybrid ``search`` through ctx's route
-``POST /tools/search`` and through MCP (``tools/call`` with the SDK's client),
-against the same call in-process; and the first call's latency after start.
-
-Each command is a module of ``scripts/benchmarks/``; this file only dispatches.
 Goals are printed beside the numbers. Nothing here is asserted by the tests.
 """
 
