@@ -1,4 +1,4 @@
-"""The relevance benchmark (scripts/bench_quality.py): its metrics, its loader, and one demo run."""
+"""The relevance benchmark (scripts/benchmarks/quality.py): its metrics, its loader, and one demo run."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import bench  # noqa: E402
-import bench_quality  # noqa: E402
-from bench_quality import ndcg_at_k, recall_at_k  # noqa: E402
+from benchmarks import core, corpora  # noqa: E402
+from benchmarks import quality as bench_quality  # noqa: E402
+from benchmarks.quality import ndcg_at_k, recall_at_k  # noqa: E402
 
 # --------------------------------------------------------------------------- metrics
 
@@ -75,7 +75,7 @@ def test_beir_loader_keeps_judged_queries_and_positive_grades(tmp_path: Path) ->
         '{"_id": "q1", "text": "statins"}\n{"_id": "q2", "text": "unjudged"}\n'
     )
     (tmp_path / "qrels_test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\n")
-    collection = bench_quality.load_beir(tmp_path)
+    collection = corpora.load_beir(tmp_path)
     assert collection.documents == [
         ("d1", "Statins", "Statins\n\nand cancer"),
         ("d2", None, "no title"),
@@ -102,7 +102,7 @@ NUMBER = r"(\d+\.\d+)"
 
 def run_demo(tmp_path: Path, monkeypatch, capsys, **options) -> tuple[str, dict]:
     """``quality --data demo`` in-process, results written under tmp_path; (stdout, JSON)."""
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(core, "ROOT", tmp_path)
     settings = {"data": "demo", "embedder": None, "sweep": False, "limit_queries": None}
     args = argparse.Namespace(workdir=str(tmp_path / "data"), **{**settings, **options})
     bench_quality.bench_quality(args)
@@ -135,3 +135,8 @@ def test_demo_sweep_marks_the_defaults_and_matches_the_main_run(
     (default,) = [row for row in data["sweep"] if row["default"]]
     assert default["ndcg@10"] == data["runs"][bench_quality.hybrid_label()]["ndcg@10"]
     assert bench_quality.search.RRF_K == rrf_k  # restored after the sweep
+
+
+def test_results_and_databases_go_under_the_repository() -> None:
+    # core.py sits two folders down; results belong in <repo>/bench-results, not scripts/.
+    assert core.ROOT == ROOT

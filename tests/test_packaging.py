@@ -81,7 +81,7 @@ def test_the_sdist_carries_the_tests_scripts_docs_and_license(tmp_path: Path) ->
     names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
     for name in ("LICENSE", "README.rst", "docs/storage-contract.md", "tests/conftest.py",
                  "tests/test_store.py", "tests/ctx_tool.py", "tests/workers/writer.py",
-                 "scripts/bench.py", "scripts/bench_quality.py", "scripts/seed.py",
+                 "scripts/bench.py", "scripts/benchmarks/quality.py", "scripts/seed.py",
                  "ctx_models/demo/corpus.py"):
         assert name in names, name
 

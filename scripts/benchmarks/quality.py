@@ -16,8 +16,6 @@ Metrics follow pytrec_eval / BEIR: linear gain (the qrels grade), log2 discount.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import math
 import re
@@ -25,24 +23,27 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import bench
 import numpy as np
 
 import ctx_models
 from ctx_models import embedders, search, store
-from ctx_models.demo.corpus import DOCUMENTS
-from ctx_models.demo.questions import QUESTIONS
-from ctx_models.demo.seed import demo_items
 from ctx_models.errors import EmbedderUnavailableError
+
+from . import core
+from .corpora import Collection, CollectionError, load_collection
 
 #: Ranked documents kept per query, and the candidates fetched to fill them.
 DEPTH = 100
+
+
 FETCH = 300
+
+
 #: BM25 nDCG@10 published for BEIR collections (Thakur et al. 2021, "BEIR", Table 2).
 PUBLISHED_BM25 = {
     "nfcorpus": 0.325,
@@ -52,29 +53,27 @@ PUBLISHED_BM25 = {
     "scidocs": 0.158,
     "trec-covid": 0.656,
 }
+
+
 SWEEP_FUSIONS = ("rrf", "minmax")
+
+
 SWEEP_ALPHAS = (0.1, 0.2, 0.25, 0.33, 0.4, 0.5, 0.6, 0.7)
+
+
 SWEEP_CANDIDATES = (40, 80, 160)
+
+
 SWEEP_RRF_K = (5, 10, 20, 60)
+
+
 DEFAULT_CANDIDATES = 80
+
+
 UPDATED_AT = 1_700_000_000
 
-Qrels = dict[str, dict[str, int]]  # query id -> document id -> grade (> 0)
+
 Ranker = Callable[[str, str], list[str]]  # (query id, text) -> document ids, best first
-
-
-class CollectionError(Exception):
-    """A collection that cannot be read: a missing file or a malformed line."""
-
-
-@dataclass
-class Collection:
-    """Documents (id, title, body to ingest), judged queries in file order, and their qrels."""
-
-    name: str
-    documents: list[tuple[str, str | None, str]]
-    queries: list[tuple[str, str]]
-    qrels: Qrels
 
 
 @dataclass
@@ -95,9 +94,6 @@ class RunResult:
             "empty": self.empty,
             "ms_per_query_median": statistics.median(self.ms) if self.ms else 0.0,
         }
-
-
-# --------------------------------------------------------------------------- metrics
 
 
 def unique(ranking: Iterable[str]) -> list[str]:
@@ -126,99 +122,6 @@ def recall_at_k(ranking: Sequence[str], grades: dict[str, int], k: int = 100) ->
     return len(relevant.intersection(unique(ranking)[:k])) / len(relevant)
 
 
-# --------------------------------------------------------------------------- collections
-
-
-def _open_text(path: Path) -> IO[str]:
-    """A text stream over a plain or gzipped file."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON-lines file, blank lines skipped, with the line of a bad one."""
-    with _open_text(path) as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CollectionError(f"{path}:{number}: not JSON ({exc})") from None
-
-
-def read_qrels(path: Path) -> Qrels:
-    """Judgments with a grade above 0 from a BEIR qrels TSV (header line first)."""
-    qrels: Qrels = {}
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            parts = line.rstrip("\r\n").split("\t")
-            if (number == 1 and parts[0] == "query-id") or not line.strip():
-                continue
-            try:
-                query_id, doc_id, grade = parts[0], parts[1], int(parts[2])
-            except (IndexError, ValueError):
-                raise CollectionError(f"{path}:{number}: expected query-id, corpus-id, score")
-            if grade > 0:
-                qrels.setdefault(query_id, {})[doc_id] = grade
-    return qrels
-
-
-def load_beir(directory: Path) -> Collection:
-    """A BEIR collection from ``directory``; only queries with judgments are kept."""
-    if not directory.is_dir():
-        raise CollectionError(f"no collection directory {directory} (give a BEIR folder or demo)")
-    corpus = next(
-        (p for p in (directory / "corpus.jsonl", directory / "corpus.jsonl.gz") if p.is_file()),
-        None,
-    )
-    queries_path, qrels_path = directory / "queries_test.jsonl", directory / "qrels_test.tsv"
-    missing = [
-        name
-        for name, present in (
-            ("corpus.jsonl[.gz]", corpus is not None),
-            ("queries_test.jsonl", queries_path.is_file()),
-            ("qrels_test.tsv", qrels_path.is_file()),
-        )
-        if not present
-    ]
-    if missing:
-        raise CollectionError(f"{directory} is not a BEIR collection: no {', '.join(missing)}")
-    assert corpus is not None
-    documents = []
-    for row in _jsonl(corpus):
-        title, text = row.get("title") or "", row.get("text") or ""
-        documents.append((str(row["_id"]), title or None, f"{title}\n\n{text}" if title else text))
-    qrels = read_qrels(qrels_path)
-    queries = [
-        (str(row["_id"]), row["text"]) for row in _jsonl(queries_path) if str(row["_id"]) in qrels
-    ]
-    return Collection(directory.name, documents, queries, qrels)
-
-
-def load_demo() -> Collection:
-    """The demo corpus (bodies as ``demo_items`` stores them) and its labelled questions."""
-    documents = [
-        (f"{doc.source}/{doc.source_id}", doc.title or None, item["body"])
-        for doc, item in zip(DOCUMENTS, demo_items(), strict=True)
-    ]
-    queries, qrels = [], {}
-    for number, question in enumerate(QUESTIONS, 1):
-        query_id = f"demo-{number}"
-        queries.append((query_id, question.text))
-        qrels[query_id] = {f"{question.source}/{question.source_id}": 1}
-    return Collection("demo", documents, queries, qrels)
-
-
-def load_collection(data: str) -> Collection:
-    """``demo``, or the BEIR collection in the directory ``data``."""
-    return load_demo() if data == "demo" else load_beir(Path(data))
-
-
-# --------------------------------------------------------------------------- ingest
-
-
 def ingest(collection: Collection, db: Any, embedder: embedders.Embedder) -> dict[str, Any]:
     """Load the collection into the (new, bound) database ``db``; returns sizes and timing."""
     items = [
@@ -244,8 +147,6 @@ def document_ids(db: Any) -> dict[str, str]:
     """documents.id -> the collection's document id (documents.source_id)."""
     return dict(db.execute_sql("SELECT id, source_id FROM documents").fetchall())
 
-
-# --------------------------------------------------------------------------- runs
 
 FLOOR_SQL = (
     "SELECT d.source_id FROM chunks_fts JOIN documents AS d ON d.id = chunks_fts.document_id "
@@ -368,9 +269,6 @@ def main_runs(
         conn.close()
 
 
-# --------------------------------------------------------------------------- sweep
-
-
 @dataclass
 class Setting:
     """One point of the hybrid grid."""
@@ -442,9 +340,6 @@ def sweep(collection: Collection, embedder: embedders.Embedder) -> list[tuple[Se
     return rows
 
 
-# --------------------------------------------------------------------------- output
-
-
 def format_table(runs: Sequence[RunResult]) -> list[str]:
     """The main table: one row per run."""
     lines = [f"{'run':<29}{'nDCG@10':>7}{'Recall@100':>12}{'empty':>7}{'ms/query':>10}"]
@@ -480,9 +375,6 @@ def run_json(run: RunResult) -> dict[str, Any]:
         **run.summary(),
         "per_query": {q: [run.ndcg[q], run.recall[q]] for q in run.ndcg},
     }
-
-
-# --------------------------------------------------------------------------- command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -575,8 +467,8 @@ def evaluate_all(
 def fresh_store(args: argparse.Namespace) -> Any:
     """A new SQLite file under --workdir, or a new schema in the --db PostgreSQL database."""
     if getattr(args, "db", None) is None:
-        return bench.fresh(Path(args.workdir) / "quality.sqlite")
-    return bench.fresh_schema(args.db, "bench_quality")
+        return core.fresh(Path(args.workdir) / "quality.sqlite")
+    return core.fresh_schema(args.db, "bench_quality")
 
 
 def bench_quality(args: argparse.Namespace) -> None:
@@ -628,4 +520,4 @@ def bench_quality(args: argparse.Namespace) -> None:
         "ingest_chunks_per_s": loaded["chunks"] / loaded["seconds"],
         **numbers,
     }
-    print(f"results: {bench.write_results('quality', results)}")
+    print(f"results: {core.write_results('quality', results)}")

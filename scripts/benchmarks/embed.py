@@ -23,14 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import bench
-
 from ctx_models import embedders, model_files
 from ctx_models.chunking import chunk_text
 from ctx_models.errors import EmbedderUnavailableError
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import core, corpora
+
 QUESTION = "how do I promote a standby database"
+
+
 LATENCY_GOAL_MS = 15.0
 
 
@@ -48,13 +49,11 @@ def _rss_mb() -> float:
 
 def load_texts(data: str | None, count: int) -> tuple[str, list[str]]:
     """The first ``count`` chunks of the collection (or of the demo corpus)."""
-    import bench_quality
-
-    directory = Path(data) if data else ROOT.parent / "shared" / "data" / "nfcorpus"
+    directory = Path(data) if data else core.ROOT.parent / "shared" / "data" / "nfcorpus"
     if directory.is_dir():
-        collection = bench_quality.load_beir(directory)
+        collection = corpora.load_beir(directory)
     else:
-        collection = bench_quality.load_demo()
+        collection = corpora.load_demo()
     texts: list[str] = []
     for _, _, body in collection.documents:
         texts += chunk_text(body)
@@ -157,7 +156,7 @@ def bench_embed(args: argparse.Namespace) -> None:
         "model_size_mb": size_mb,
         "rows": rows,
     }
-    print(f"results: {bench.write_results('embed', results)}")
+    print(f"results: {core.write_results('embed', results)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

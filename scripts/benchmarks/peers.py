@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import bench
+from . import core
 
 PEER_SCHEMA = (
     "CREATE TABLE chunks (id TEXT PRIMARY KEY, document_id TEXT NOT NULL, "
@@ -49,13 +49,13 @@ def _connect(path: str, apsw: Any, sqlite_vec: Any) -> Any:
 def load_sqlite_vec(path: Path, batches: list[dict[str, list[tuple]]], dims: int) -> float:
     """Seconds to load the batches' chunks, FTS rows and vectors into a new sqlite-vec database.
 
-    ``batches`` are the floor's prepared rows (bench.floor_rows): the peer takes
+    ``batches`` are the floor's prepared rows (core.floor_rows): the peer takes
     the chunks, their text and their vector bytes.
     """
     import apsw
     import sqlite_vec
 
-    conn = _connect(str(bench.fresh(path)), apsw, sqlite_vec)
+    conn = _connect(str(core.fresh(path)), apsw, sqlite_vec)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -65536")
@@ -98,7 +98,7 @@ def copy_vectors_to_sqlite_vec(source: Path, target: Path, dims: int) -> Path:
     marker = target.with_suffix(".done")
     if target.exists() and marker.exists():
         return target
-    conn = _connect(str(bench.fresh(target)), apsw, sqlite_vec)
+    conn = _connect(str(core.fresh(target)), apsw, sqlite_vec)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(
         f"CREATE VIRTUAL TABLE chunk_vectors USING vec0(embedding float[{dims}] distance_metric=cosine)"

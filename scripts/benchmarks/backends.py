@@ -4,7 +4,7 @@
                                      [--repeat 1] [--skip-ingest] [--maintenance-work-mem SIZE]
 
 One corpus for both backends: ``--chunks`` one-chunk documents of English
-(``bench.english_chunks``: sentences of the demo corpus, or of the BEIR
+(``corpora.english_chunks``: sentences of the demo corpus, or of the BEIR
 collection ``--text DIR``), each with a 384-dim float32 vector handed over by
 a lookup embedder, so no embedding model is timed. The vectors are shaped like
 embeddings (``LATENT_DIMS`` directions of variation, projected to 384, plus
@@ -14,7 +14,7 @@ so HNSW recall would say nothing about real use.
 ``ingest``: ``store.ingest_many`` (batches of 500) into a new SQLite file and a
 new PostgreSQL schema, each against a floor measured in the same run into the
 same schema, with the same batches and transactions: on SQLite the standard
-library's ``sqlite3.executemany`` (``bench.load_floor``), on PostgreSQL plain
+library's ``sqlite3.executemany`` (``core.load_floor``), on PostgreSQL plain
 psycopg with COPY for documents, chunks, chunks_fts (a real table there, its
 tsvector generated) and embeddings, and binary COPY for the vectors. Rows are
 prepared before the clock starts.
@@ -30,7 +30,7 @@ the in-memory alternative to pgvector's scan on PostgreSQL (every vector read
 into a numpy matrix, which any change forces again, and a matmul +
 argpartition top-80 on it) beside what SQLite's in-memory index costs for the
 same two steps; keyword search p50/p95 on natural-language questions
-(``bench.english_questions``); hybrid search p50.
+(``corpora.english_questions``); hybrid search p50.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import bench
 import numpy as np
 
 import ctx_models
@@ -56,26 +55,54 @@ from ctx_models.backends import backend_for
 from ctx_models.backends.sqlite.state import index_for
 from ctx_models.chunking import chunk_text
 
-DIMS = bench.DIMS
+from . import core, corpora
+
+DIMS = core.DIMS
+
+
 K = 80
+
+
 BATCH = 500
+
+
 QUERIES = 50
+
+
 QUESTIONS = 60
+
+
 #: The directions the vectors vary along, and the isotropic noise on top (per component;
 #: the signal's is about sqrt(LATENT_DIMS)).
 LATENT_DIMS = 32
+
+
 LATENT_NOISE = 0.5
+
+
 #: How far a query vector lies from the stored vector it was drawn from (per component):
 #: near enough to be its nearest neighbour.
 NOISE = 0.5
+
+
 DOCUMENT_COLUMNS = (
     "id, source, source_id, source_url, title, author, created_at, updated_at, "
     "content_type, body, metadata_json, raw_json, dedup_hash"
 )
+
+
 INGEST_GOAL = 1.5
+
+
 RECALL_GOAL = 0.95
+
+
 KEYWORD_P95_GOAL = 100.0  # ms, bench.py search's goal for English questions at 100,000 chunks
+
+
 HYBRID_P50_GOAL = 25.0  # ms, bench.py search's goal
+
+
 #: hnsw.ef_search values tried through bare SQL (the library sets it to the limit).
 EF_SEARCH = (80, 200, 400, 800)
 
@@ -114,20 +141,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# --------------------------------------------------------------------------- the data
-
-
 class Corpus:
     """The documents, their chunk texts and vectors, query vectors and questions."""
 
     def __init__(self, text_dir: str | None, chunks: int) -> None:
-        self.text_name, sentences = bench.english_sentences(text_dir)
+        self.text_name, sentences = corpora.english_sentences(text_dir)
         name = re.sub(r"[^a-z0-9]+", "_", Path(text_dir).name.lower()) if text_dir else "demo"
         self.tag = f"{name}_latent{LATENT_DIMS}"
         self.items = [
             # floor_rows reads these keys; ingest_many gets the same values.
             dict(item, title=None, created_at=item["updated_at"], metadata={})
-            for item in bench.english_chunks(sentences, chunks, seed=5)
+            for item in corpora.english_chunks(sentences, chunks, seed=5)
         ]
         chunked = [chunk_text(item["body"]) for item in self.items]
         assert all(len(texts) == 1 for texts in chunked), "a document of several chunks"
@@ -148,17 +172,14 @@ class Corpus:
             (self.vectors[self.texts[i]] + NOISE * rng.standard_normal(DIMS)).astype(np.float32)
             for i in picks
         ]
-        self.questions = bench.english_questions(sentences, QUESTIONS, seed=9)
+        self.questions = corpora.english_questions(sentences, QUESTIONS, seed=9)
         self.question_vectors = [
             (rng.standard_normal(LATENT_DIMS, dtype=np.float32) @ projection).astype(np.float32)
             for _ in self.questions
         ]
 
-    def embedder(self) -> bench.LookupEmbedder:
-        return bench.LookupEmbedder(self.vectors)
-
-
-# --------------------------------------------------------------------------- PostgreSQL helpers
+    def embedder(self) -> core.LookupEmbedder:
+        return core.LookupEmbedder(self.vectors)
 
 
 def pg(url: str, **options: Any) -> Any:
@@ -298,34 +319,31 @@ def matmul_top(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     return top[np.argsort(-scores[top], kind="stable")]
 
 
-# --------------------------------------------------------------------------- ingest
-
-
 def bench_ingest(args: argparse.Namespace, corpus: Corpus, result: dict) -> None:
     workdir = Path(args.workdir)
     chunks = len(corpus.items)
-    batches = bench.floor_rows(corpus.items, corpus.vectors)
+    batches = core.floor_rows(corpus.items, corpus.vectors)
     sqlite_floor, sqlite_ours, pg_floor, pg_ours = [], [], [], []
     for run in range(args.repeat):  # alternate, so drift in the machine hits every loader
         print(f"ingest {run + 1}/{args.repeat}: SQLite floor ...", flush=True)
-        sqlite_floor.append(bench.load_floor(workdir / "backends-floor.sqlite", batches))
+        sqlite_floor.append(core.load_floor(workdir / "backends-floor.sqlite", batches))
         gc.collect()
         print("  SQLite ours ...", flush=True)
         sqlite_ours.append(
-            bench.load_ours(workdir / "backends-ours.sqlite", corpus.items, corpus.embedder())
+            core.load_ours(workdir / "backends-ours.sqlite", corpus.items, corpus.embedder())
         )
         gc.collect()
         print("  PostgreSQL floor ...", flush=True)
-        pg_floor.append(load_pg_floor(bench.fresh_schema(args.db, "bench_backends_floor"), batches))
+        pg_floor.append(load_pg_floor(core.fresh_schema(args.db, "bench_backends_floor"), batches))
         gc.collect()
         print("  PostgreSQL ours ...", flush=True)
         pg_ours.append(
             load_pg_ours(
-                bench.fresh_schema(args.db, "bench_backends_ours"), corpus.items, corpus.embedder()
+                core.fresh_schema(args.db, "bench_backends_ours"), corpus.items, corpus.embedder()
             )
         )
         gc.collect()
-    bench.fresh(workdir / "backends-floor.sqlite").unlink(missing_ok=True)  # 100s of MB
+    core.fresh(workdir / "backends-floor.sqlite").unlink(missing_ok=True)  # 100s of MB
     drop_schema(args.db, "bench_backends_floor")
     for name, floor_s, ours_s in (
         ("sqlite", sqlite_floor, sqlite_ours),
@@ -342,9 +360,6 @@ def bench_ingest(args: argparse.Namespace, corpus: Corpus, result: dict) -> None
         }
 
 
-# --------------------------------------------------------------------------- the search corpora
-
-
 def sqlite_corpus(args: argparse.Namespace, corpus: Corpus, ingested: bool) -> Path:
     """The SQLite corpus file: kept from an earlier run, else the store just ingested (when
     ``ingested``), else built."""
@@ -353,7 +368,7 @@ def sqlite_corpus(args: argparse.Namespace, corpus: Corpus, ingested: bool) -> P
     marker = path.with_suffix(".done")
     if path.exists() and marker.exists():
         return path
-    bench.fresh(path)
+    core.fresh(path)
     if ingested:
         for suffix in ("", "-wal", "-shm"):
             source = Path(str(workdir / "backends-ours.sqlite") + suffix)
@@ -374,15 +389,15 @@ def postgres_corpus(args: argparse.Namespace, corpus: Corpus, ingested: bool) ->
     schema = f"bench_backends_{len(corpus.items)}_{corpus.tag}"
     marker = f"bench corpus: {len(corpus.items)} chunks of {corpus.tag}, ready"
     if schema_comment(args.db, schema) == marker:
-        return bench.schema_url(args.db, schema)
+        return core.schema_url(args.db, schema)
     drop_schema(args.db, schema)
     if ingested:
         with pg(args.db) as conn:
             conn.execute(f"ALTER SCHEMA bench_backends_ours RENAME TO {schema}")
-        url = bench.schema_url(args.db, schema)
+        url = core.schema_url(args.db, schema)
     else:
         print(f"building the PostgreSQL corpus ({len(corpus.items):,} chunks) ...", flush=True)
-        url = bench.fresh_schema(args.db, schema)
+        url = core.fresh_schema(args.db, schema)
         db = ctx_models.connect(url)
         ctx_models.run_migrations(db)
         store.ingest_many(corpus.items, embedder=corpus.embedder(), batch_size=BATCH)
@@ -391,9 +406,6 @@ def postgres_corpus(args: argparse.Namespace, corpus: Corpus, ingested: bool) ->
         conn.execute("VACUUM ANALYZE")  # what autovacuum leaves behind a bulk load, made certain
         conn.execute(f"COMMENT ON SCHEMA {schema} IS '{marker}'")
     return url
-
-
-# --------------------------------------------------------------------------- search
 
 
 def timed_each(fn: Any, inputs: Sequence[Any], rounds: int) -> list[float]:
@@ -430,8 +442,8 @@ def text_searches(corpus: Corpus, rounds: int) -> dict:
     pairs = list(zip(corpus.questions, corpus.question_vectors, strict=True))
     hybrid = timed_each(lambda pair: search.hybrid_search(pair[0], pair[1]), pairs, rounds)
     return {
-        "keyword_ms": bench.percentiles(keyword),
-        "hybrid_ms": bench.percentiles(hybrid),
+        "keyword_ms": core.percentiles(keyword),
+        "hybrid_ms": core.percentiles(hybrid),
     }
 
 
@@ -441,7 +453,7 @@ def measure_sqlite(path: Path, corpus: Corpus, rounds: int) -> tuple[dict, list[
     search.vector_search(corpus.query_vectors[0], limit=K)  # builds the in-memory index
     exact = exact_ids(corpus.query_vectors)
     vector = timed_each(lambda q: search.vector_search(q, limit=K), corpus.query_vectors, rounds)
-    result["vector_exact_ms"] = bench.percentiles(vector)
+    result["vector_exact_ms"] = core.percentiles(vector)
     # The in-memory index's own two steps: its rebuild after a change, and scoring + top-k.
     backend = backend_for(db)
     conn = db.connection()
@@ -456,8 +468,8 @@ def measure_sqlite(path: Path, corpus: Corpus, rounds: int) -> tuple[dict, list[
     in_memory = timed_each(lambda q: index.search(q, K), corpus.query_vectors, rounds)
     result["in_memory"] = {
         "what": "SQLite's in-memory index: its rebuild; index.search top-80",
-        "load_ms": bench.summary(rebuilds),
-        "top_ms": bench.percentiles(in_memory),
+        "load_ms": core.summary(rebuilds),
+        "top_ms": core.percentiles(in_memory),
     }
     result.update(text_searches(corpus, rounds))
     exact_documents = by_source_id(db, exact)
@@ -474,7 +486,7 @@ def measure_postgres(
     db.execute_sql(f"DROP INDEX IF EXISTS {_hnsw_name()}")  # exact search first, without it
     exact = exact_ids(corpus.query_vectors)  # also warms the page cache
     vector = timed_each(lambda q: search.vector_search(q, limit=K), corpus.query_vectors, rounds)
-    result["vector_exact_ms"] = bench.percentiles(vector)
+    result["vector_exact_ms"] = core.percentiles(vector)
 
     # HNSW: the build, then top-80 through it, and its recall against exact search.
     if work_mem is not None:
@@ -505,7 +517,7 @@ def measure_postgres(
         "build_seconds": build_s,
         "maintenance_work_mem": memory,
         "build_notices": notices,
-        "top_ms": bench.percentiles(hnsw),
+        "top_ms": core.percentiles(hnsw),
         "recall": statistics.mean(recalls),
         "recall_min": min(recalls),
         "recall_stored_vectors": library_recall,
@@ -547,7 +559,7 @@ def ef_search_sweep(url: str, corpus: Corpus, exact: list[set[str]], rounds: int
                 "recall": statistics.mean(
                     len(e & a) / len(e) for e, a in zip(exact, got, strict=True)
                 ),
-                "top_ms": bench.percentiles(samples),
+                "top_ms": core.percentiles(samples),
             }
     return found
 
@@ -571,9 +583,9 @@ def in_memory_alternative(url: str, corpus: Corpus, exact: list[set[str]], round
     ]
     return {
         "what": "vectors read from PostgreSQL (binary COPY, numpy); matmul + argpartition top-80",
-        "load_ms": bench.summary(loads),
+        "load_ms": core.summary(loads),
         "matrix_bytes": matrix.nbytes,
-        "top_ms": bench.percentiles(top),
+        "top_ms": core.percentiles(top),
         "agrees_with_exact": statistics.mean(agree),
     }
 
@@ -584,11 +596,8 @@ def _hnsw_name() -> str:
     return hnsw_index_name(DIMS)
 
 
-# --------------------------------------------------------------------------- the table
-
-
 def _both(goal: str, values: Sequence[float | None], target: float, lower: bool = True) -> str:
-    verdicts = ["—" if v is None else bench.verdict(v, target, lower) for v in values]
+    verdicts = ["—" if v is None else core.verdict(v, target, lower) for v in values]
     return f"{goal}: {' | '.join(verdicts)}"
 
 
@@ -728,9 +737,6 @@ def print_table(result: dict) -> None:
     )
 
 
-# --------------------------------------------------------------------------- the command
-
-
 def bench_backends(args: argparse.Namespace) -> None:
     """``bench.py backends``: measure both backends, print the table, write backends.json."""
     if args.chunks < 2 * K:
@@ -764,5 +770,5 @@ def bench_backends(args: argparse.Namespace) -> None:
     )
     result["load_average_at_end"] = os.getloadavg()
     print_table(result)
-    print(f"results: {bench.write_results('backends', result)}")
+    print(f"results: {core.write_results('backends', result)}")
     sys.stdout.flush()
