@@ -175,7 +175,4 @@ def _make_room(dest: Database, documents: Sequence[tuple[Any, ...]]) -> int:
         for doc_id, source, source_id in candidates
         if doc_id in ids or (source, source_id) in keys
     ]
-    if clashing:
-        writes.delete_children(dest, clashing, deleting_documents=True)
-        Document.delete().where(Document.id.in_(clashing)).execute()
-    return len(clashing)
+    return writes.delete_documents(dest, clashing) if clashing else 0

@@ -8,8 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from peewee import chunked
-
 from .. import outputs
 from ..backends import backend_for, connect, translated
 from ..fields import as_text, from_epoch
@@ -26,8 +24,7 @@ def delete_document(document_id: str) -> bool:
     with backend_for(db).write_transaction():
         if not Document.select().where(Document.id == document_id).exists():
             return False
-        writes.delete_children(db, [document_id], deleting_documents=True)
-        Document.delete().where(Document.id == document_id).execute()
+        writes.delete_documents(db, [document_id])
     return True
 
 
@@ -39,9 +36,7 @@ def delete_source(source: str) -> int:
     with backend_for(db).write_transaction():
         of_source: Any = Document.select(Document.id).where(Document.source == source).tuples()
         ids = [row[0] for row in of_source]
-        writes.delete_children(db, ids, deleting_documents=True)
-        for batch in chunked(ids, writes.IN_BATCH):
-            Document.delete().where(Document.id.in_(batch)).execute()
+        writes.delete_documents(db, ids)
         Checkpoint.delete().where(Checkpoint.source == source).execute()
     return len(ids)
 

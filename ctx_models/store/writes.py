@@ -83,6 +83,15 @@ def delete_children(db: Database, document_ids: Sequence[str], *, deleting_docum
         Chunk.delete().where(Chunk.document.in_(batch)).execute()
 
 
+def delete_documents(db: Database, document_ids: Sequence[str]) -> int:
+    """Delete these documents and everything of them, children first; returns how many went."""
+    delete_children(db, document_ids, deleting_documents=True)
+    deleted = 0
+    for batch in chunked(document_ids, IN_BATCH):
+        deleted += Document.delete().where(Document.id.in_(batch)).execute()
+    return deleted
+
+
 def insert_chunks(
     db: Database,
     chunk_sets: Sequence[tuple[str, Sequence[str], Sequence[str] | None]],

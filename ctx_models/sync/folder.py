@@ -449,8 +449,7 @@ def _prune(report: SyncReport, ids: list[str]) -> None:
     db = bound_database()
     for batch in chunked(ids, writes.IN_BATCH):
         with backend_for(db).write_transaction():
-            writes.delete_children(db, batch, deleting_documents=True)
-            report.pruned += Document.delete().where(Document.id.in_(batch)).execute()
+            report.pruned += writes.delete_documents(db, batch)
     report.changes.extend(("pruned", s) for s in report.vanished)
 
 
