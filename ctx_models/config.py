@@ -9,11 +9,11 @@ itself does); a PostgreSQL database is ``url`` under ``[db]``.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 from .backends.urls import is_url, location, redact
+from .config_file import read_table
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_DB_PATH", "ENV_VAR", "resolve_database", "database_from_config", "display"]
@@ -26,22 +26,7 @@ ENV_VAR = "CTX_MODELS_DB"
 
 def database_from_config(config_file: str | os.PathLike[str]) -> Path | str:
     """Read ``[db] path`` (a SQLite file) or ``[db] url`` (PostgreSQL) from a TOML configuration."""
-    path = Path(config_file).expanduser()
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
-    except IsADirectoryError:
-        raise ConfigError(
-            f"config file {path} is a directory; pass the path of a TOML file"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    section = data.get("db")
-    section = section if isinstance(section, Mapping) else {}
+    path, section = read_table(config_file, "db")
     if "path" in section and "url" in section:
         raise ConfigError(f"config file {path}: [db] has both path and url; keep one")
     key = "url" if "url" in section else "path"

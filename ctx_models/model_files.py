@@ -29,13 +29,13 @@ import shutil
 import socket
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config_file import read_table
 from .errors import EmbedderUnavailableError, ModelFilesError
 from .onnx_embedder import OnnxEmbedder, find_onnx_file
 
@@ -243,14 +243,12 @@ def find_local(spec: ModelSpec, environ: Mapping[str, str] | None = None) -> Pat
 
 
 def model_path_from_config(config_file: str | os.PathLike[str]) -> Path | None:
-    """``[embedding] model_path`` of a TOML config (relative to the working directory), or None."""
-    try:
-        with Path(config_file).expanduser().open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None  # the database's own reading of the file reports what is wrong with it
-    section = data.get("embedding")
-    value = section.get("model_path") if isinstance(section, Mapping) else None
+    """``[embedding] model_path`` of a TOML config (relative to the working directory), or None.
+
+    Raises ConfigError when the file cannot be read or is not TOML.
+    """
+    _, section = read_table(config_file, "embedding")
+    value = section.get("model_path")
     return Path(value).expanduser() if isinstance(value, str) and value.strip() else None
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tiny_models import make_model_dir
 
-from ctx_models import embedders, model_files
-from ctx_models.errors import ModelFilesError
+from ctx_models import config, embedders, model_files
+from ctx_models.errors import ConfigError, ModelFilesError
 from ctx_models.onnx_embedder import OnnxEmbedder
 
 pytest.importorskip("onnx", reason="the tests build their ONNX graphs with onnx (the test extra)")
@@ -94,6 +94,17 @@ def test_the_config_file_s_model_path(env, tiny_minilm, tmp_path):
     config = tmp_path / "ctx.toml"
     config.write_text(f'[db]\npath = "x.sqlite"\n[embedding]\nmodel_path = "{tiny_minilm}"\n')
     assert model_files.locate(MINILM, config=config) == tiny_minilm
+
+
+def test_a_config_file_that_cannot_be_read_is_said_not_ignored(env, tmp_path):
+    # One reader for [db] and [embedding]: the same message, whichever table is read first.
+    bad = tmp_path / "ctx.toml"
+    bad.write_text("[embedding\nmodel_path = 1\n")
+    for read in (lambda f: model_files.locate(MINILM, config=f), config.database_from_config):
+        with pytest.raises(ConfigError, match="is not valid TOML"):
+            read(bad)
+        with pytest.raises(ConfigError, match="does not exist"):
+            read(tmp_path / "missing.toml")
 
 
 @pytest.mark.parametrize("variable", ["CTX_CACHE_DIR", "XDG_CACHE_HOME", None])
