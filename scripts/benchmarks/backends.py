@@ -504,8 +504,8 @@ def measure_postgres(
     built = backend.build_hnsw_indexes()
     build_s = time.perf_counter() - started
     connection.remove_notice_handler(notice)
-    for notice in notices:
-        print(f"  server: {notice}", flush=True)
+    for message in notices:
+        print(f"  server: {message}", flush=True)
     assert built == [(_hnsw_name(), DIMS)], built
     approximate = exact_ids(corpus.query_vectors, exact=False)
     hnsw = timed_each(

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class LookupEmbedder:
 
 def floor_rows(
     items: list[dict], with_vectors: dict[str, np.ndarray] | None
-) -> list[dict[str, list[tuple]]]:
+) -> list[dict[str, list[tuple[Any, ...]]]]:
     """Every row the floor inserts, prepared before the clock starts, in batches of 500 documents."""
     batches = []
     for start in range(0, len(items), 500):
@@ -160,15 +161,14 @@ def floor_rows(
                 if with_vectors is not None:
                     embeddings.append((chunk_id, LookupEmbedder.model, DIMS, 0, digest))
                     vectors.append((chunk_id, doc_id, with_vectors[text].astype("<f4").tobytes()))
-        batches.append(
-            {
-                "docs": docs,
-                "chunks": chunks,
-                "fts": fts,
-                "embeddings": embeddings,
-                "vectors": vectors,
-            }
-        )
+        batch: dict[str, list[tuple[Any, ...]]] = {
+            "docs": docs,
+            "chunks": chunks,
+            "fts": fts,
+            "embeddings": embeddings,
+            "vectors": vectors,
+        }
+        batches.append(batch)
     return batches
 
 

@@ -11,6 +11,7 @@ import argparse
 import gc
 import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def bench_ingest(args: argparse.Namespace) -> None:
     chunks = sum(len(chunk_text(item["body"])) for item in items)
     rng = np.random.default_rng(7)
     vectors = {text: rng.standard_normal(DIMS).astype(np.float32) for text in sorted(texts)}
-    results: dict[str, dict] = {"documents": len(items), "chunks": chunks}
+    results: dict[str, Any] = {"documents": len(items), "chunks": chunks}
     peer = peers.sqlite_vec_available()
     print(f"peer: {peer or 'sqlite-vec not installed (pip install .[bench])'}")
     print(

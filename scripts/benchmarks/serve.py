@@ -42,6 +42,7 @@ def start_server(path: Path) -> tuple[subprocess.Popen, str, float]:
         [sys.executable, "-m", "ctx_models", "serve", "--db", str(path), "--http", "--port", "0"],
         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    assert process.stderr is not None  # stderr=PIPE
     for line in process.stderr:
         found = re.search(r"at (http://\S+)/mcp", line)
         if found:
@@ -66,7 +67,7 @@ def bench_serve(args: argparse.Namespace) -> None:
     # The first call after start: the server warms its index in the background as it starts.
     process, url, started = start_server(path)
     listening = time.perf_counter()
-    conn = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=300)
+    conn = http.client.HTTPConnection(urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port, timeout=300)
     http_search(conn, queries[0], "hybrid")
     answered = time.perf_counter()
     result["first_call"] = {
@@ -75,7 +76,7 @@ def bench_serve(args: argparse.Namespace) -> None:
         "listening_after_ms": (listening - started) * 1000,
     }
 
-    over_http = {mode: [] for mode in modes}
+    over_http: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
         for mode in modes:
             for text in queries:
@@ -112,7 +113,7 @@ def bench_serve(args: argparse.Namespace) -> None:
 
     # The same call in-process: the tool function on a read-only connection, warm.
     db = ctx_models.connect(path, readonly=True)
-    in_process = {mode: [] for mode in modes}
+    in_process: dict[str, list[float]] = {mode: [] for mode in modes}
     for mode in modes:
         tools.search(queries[0], mode=mode)
     for _ in range(args.rounds):
