@@ -530,14 +530,20 @@ def cmd_copy(args: argparse.Namespace) -> int:
     source_where = location(args.source)
     dest_where = location(args.dest)
     source = connect(source_where, bind_models=False, create=False, **_options(args))
-    new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
-    dest = connect(dest_where, bind_models=False, **_options(args))
-    if new_file and isinstance(source_where, Path):
-        # Before a row is copied: the copy is as private as the store it copies.
-        outputs.give_mode(Path(dest_where), outputs.file_mode(source_where))
-    report = copy_store(
-        source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
-    )
+    try:
+        new_file = isinstance(dest_where, Path) and not os.path.lexists(dest_where)
+        dest = connect(dest_where, bind_models=False, **_options(args))
+        try:
+            if new_file and isinstance(source_where, Path):
+                # Before a row is copied: the copy is as private as the store it copies.
+                outputs.give_mode(Path(dest_where), outputs.file_mode(source_where))
+            report = copy_store(
+                source, dest, merge=args.merge, batch_size=args.batch_size, progress=_progress(args)
+            )
+        finally:
+            dest.close()  # the CLI also runs in-process (tests, embedding programs): no leak
+    finally:
+        source.close()
     replaced = f", {report.replaced} replaced" if report.replaced else ""
     print(
         f"copied {report.documents} documents, {report.chunks} chunks, {report.vectors} vectors "

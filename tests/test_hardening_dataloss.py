@@ -5,6 +5,7 @@ writer, and names another program gave its tables and indexes.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -710,3 +711,32 @@ def test_an_export_removes_the_temporary_file_a_killed_export_left(
     code, _, err = run_cli("export", "--db", str(small_store), "--out", str(out))
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.jsonl"]
+
+
+def _open_files() -> set[str]:
+    """Paths this process holds open (Linux /proc)."""
+    fds = Path("/proc/self/fd")
+    found = set()
+    for fd in fds.iterdir():
+        try:
+            found.add(os.readlink(fd))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc to list open files")
+def test_copy_run_in_process_closes_both_databases(small_store: Path, tmp_path: Path, run_cli) -> None:
+    # Programs (and tests) run the CLI in-process: copy must not leave its two connections,
+    # with their file descriptors and locks, for the garbage collector.
+    dest = tmp_path / "copy.sqlite"
+    gc_was = gc.isenabled()
+    gc.disable()  # a leaked connection would otherwise be closed by chance, not by copy
+    try:
+        code, _, err = run_cli("copy", str(small_store), str(dest))
+        held = _open_files()
+    finally:
+        if gc_was:
+            gc.enable()
+    assert code == 0, err
+    assert not {p for p in held if p.startswith((str(small_store), str(dest)))}, held
