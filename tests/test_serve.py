@@ -37,6 +37,7 @@ from test_serve_tools import fill
 import ctx_models
 from ctx_models import search, store
 from ctx_models.embedders import HashingEmbedder
+from ctx_models.server import http as server_http
 
 pytestmark = pytest.mark.slow
 
@@ -246,7 +247,15 @@ def test_mcp_over_http(tmp_path: Path) -> None:
     finally:
         code, out, log = running.stop()
     assert code == 0 and out == "", log
-    assert '"POST /mcp" 200' in log
+    # Each MCP request's line says what it asked and how it went, as over stdio.
+    calls = [m.group(1) for m in re.finditer(r'"POST /mcp" 200 [\d.]+ ms (.*)$', log, re.M)]
+    assert calls[0].endswith(" ok") and "tools/list ok" in calls, log  # the client's hello first
+    assert "resources/templates/list ok" in calls and "resources/read ok" in calls, log
+    assert calls.count("tools/call search ok") == 4, log
+    assert "tools/call get ok" in calls and "tools/call sources ok" in calls, log
+    assert calls.count("tools/call search bad_request") == 3, log
+    assert "tools/call get not_found" in calls, log
+    assert "tools/call delete error" in calls, log  # an unknown tool: the SDK answers isError
 
 
 # --------------------------------------------------------------------------- stdio: the protocol alone on stdout
@@ -582,3 +591,32 @@ def test_bad_options_are_one_line(run_cli: Any, corpus: Path, option: list[str],
     code, out, err = run_cli("serve", "--db", str(corpus), *option)
     assert code == 1 and out == ""
     assert err.strip().splitlines() == [f"error: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "call"),
+    [
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get"}}', "tools/call get"),
+        (b'{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}', "tools/list"),
+        (b'{"jsonrpc": "2.0", "method": "notifications/initialized"}', None),  # nothing answered
+        (b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]', None),
+        (b"not json", None),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": 7}', None),
+    ],
+)
+def test_the_log_line_names_an_mcp_request_by_its_method(request_body: bytes, call: str | None) -> None:
+    assert server_http._rpc_call(request_body) == call
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {"content": []}}', "ok"),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {"isError": true, "content": []}}', "error"),
+        (b'{"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "Method not found"}}', "error -32601"),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {"content": [' + b"1," * 9000, "ok"),  # past what is read
+        (b"", "-"),
+    ],
+)
+def test_the_log_line_says_how_an_mcp_request_went(answer: bytes, outcome: str) -> None:
+    assert server_http._rpc_outcome(answer) == outcome

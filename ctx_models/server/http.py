@@ -44,6 +44,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The largest request body taken, in bytes (a search is a few hundred).
 MAX_BODY_BYTES = 64 * 1024
+#: How much of an MCP reply is read for the log line's outcome (errors are short).
+RPC_ANSWER_READ = 16 * 1024
 #: Addresses that need no token: the default, and what it is called.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: HTTP status per error code, as ctx answers.
@@ -145,11 +147,19 @@ class Guard:
         status = 0
         note: dict[str, str] = {}
         token = CALL_NOTE.set(note)  # ctx's routes say which tool ran, and how
+        # An MCP request's line names its JSON-RPC method as stdio's does: most methods run
+        # no tool, so the note alone would leave them unnamed. The outcome is the tool's
+        # note, else read from the (JSON) reply.
+        rpc_call: str | None = None
+        answer = bytearray()
 
         async def logged_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            elif rpc_call is not None and message["type"] == "http.response.body":
+                if len(answer) <= RPC_ANSWER_READ:
+                    answer.extend(message.get("body", b""))
             await send(message)
 
         try:
@@ -158,6 +168,8 @@ class Guard:
                 body, refused = await self._body(scope, receive)
                 if refused is None:
                     receive = _replay(body, receive)
+                    if scope["path"].rstrip("/").endswith("/mcp"):
+                        rpc_call = _rpc_call(body)
             if refused is not None:
                 await refused(scope, receive, logged_send)
             else:
@@ -166,7 +178,12 @@ class Guard:
             CALL_NOTE.reset(token)
             client = scope.get("client") or ("-", 0)
             elapsed = (time.perf_counter() - started) * 1000
-            tool = f" {note['tool']} {note['outcome']}" if note else ""
+            if rpc_call is not None:
+                tool = f" {rpc_call} {note.get('outcome') or _rpc_outcome(bytes(answer))}"
+            elif note:
+                tool = f" {note['tool']} {note['outcome']}"
+            else:
+                tool = ""
             # The path only: no query string, no headers (the token is in one).
             log.info(
                 '%s "%s %s" %s %.1f ms%s',
@@ -207,6 +224,38 @@ class Guard:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts), None
+
+
+def _rpc_call(body: bytes) -> str | None:
+    """``tools/call search``, ``initialize``...: what a JSON-RPC request asks, for the log line.
+
+    None for a notification (nothing is answered) or a body that is not one request.
+    """
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or "id" not in request or not isinstance(request.get("method"), str):
+        return None
+    params = request.get("params")
+    name = params.get("name") if isinstance(params, dict) else None
+    call = request["method"][:60]
+    return f"{call} {name[:60]}" if isinstance(name, str) else call
+
+
+def _rpc_outcome(answer: bytes) -> str:
+    """``ok``, ``error`` (a tool that failed) or ``error <code>`` (the protocol's), from the reply."""
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        return "ok" if len(answer) > RPC_ANSWER_READ else "-"  # a long answer is a result
+    if not isinstance(reply, dict):
+        return "-"
+    error = reply.get("error")
+    if isinstance(error, dict):
+        return f"error {error.get('code')}"
+    result = reply.get("result")
+    return "error" if isinstance(result, dict) and result.get("isError") is True else "ok"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
