@@ -602,6 +602,8 @@ def test_bad_options_are_one_line(run_cli: Any, corpus: Path, option: list[str],
         (b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]', None),
         (b"not json", None),
         (b'{"jsonrpc": "2.0", "id": 3, "method": 7}', None),
+        # A name that would forge a second log line is kept on one.
+        (b'{"id": 4, "method": "tools/call", "params": {"name": "x\\nINFO forged 200"}}', "tools/call x?INFO forged 200"),
     ],
 )
 def test_the_log_line_names_an_mcp_request_by_its_method(request_body: bytes, call: str | None) -> None:

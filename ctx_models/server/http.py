@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..errors import CtxModelsError
 from . import tools
-from .service import CALL_NOTE, ToolService, error_code
+from .service import CALL_NOTE, ToolService, error_code, loggable
 
 __all__ = ["build_app", "Guard", "MAX_BODY_BYTES", "LOCAL_HOSTS", "STATUS"]
 
@@ -187,7 +187,8 @@ class Guard:
             # The path only: no query string, no headers (the token is in one).
             log.info(
                 '%s "%s %s" %s %.1f ms%s',
-                client[0], scope["method"], scope["path"][:200], status or "-", elapsed, tool,
+                client[0], loggable(scope["method"], 20), loggable(scope["path"], 200), status or "-",
+                elapsed, tool,
             )
 
     async def _refusal(self, scope: Scope) -> Response | None:
@@ -239,8 +240,8 @@ def _rpc_call(body: bytes) -> str | None:
         return None
     params = request.get("params")
     name = params.get("name") if isinstance(params, dict) else None
-    call = request["method"][:60]
-    return f"{call} {name[:60]}" if isinstance(name, str) else call
+    call = loggable(request["method"], 60)
+    return f"{call} {loggable(name, 60)}" if isinstance(name, str) else call
 
 
 def _rpc_outcome(answer: bytes) -> str:

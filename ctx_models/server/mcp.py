@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..errors import CtxModelsError
 from . import tools
-from .service import CALL_NOTE, ToolService
+from .service import CALL_NOTE, ToolService, loggable
 
 __all__ = ["build_mcp_server", "DOCUMENT_URI"]
 
@@ -76,9 +76,9 @@ async def log_request(ctx: Any, call_next: Any) -> Any:
     finally:
         CALL_NOTE.reset(token)
         name = ctx.params.get("name") if isinstance(ctx.params, dict) else None
-        target = f" {name[:60]}" if isinstance(name, str) else ""
+        target = f" {loggable(name, 60)}" if isinstance(name, str) else ""
         elapsed = (time.perf_counter() - started) * 1000
-        log.info("%s%s %s %.1f ms", str(ctx.method)[:60], target, outcome, elapsed)
+        log.info("%s%s %s %.1f ms", loggable(str(ctx.method), 60), target, outcome, elapsed)
 
 
 def build_mcp_server(service: ToolService, *, stdio: bool = False) -> MCPServer:

@@ -27,7 +27,7 @@ from .. import search as search_api
 from ..errors import CtxModelsError, NotFoundError, TimeLimitError, ValidationError
 from . import tools
 
-__all__ = ["Workers", "ToolService", "DEFAULT_TIMEOUT", "CALL_NOTE"]
+__all__ = ["Workers", "ToolService", "DEFAULT_TIMEOUT", "CALL_NOTE", "loggable"]
 
 log = logging.getLogger("ctx_models.server")
 
@@ -38,6 +38,15 @@ DEFAULT_TIMEOUT = 30.0
 CALL_NOTE: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "ctx_models_call_note", default=None
 )
+
+
+def loggable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with what is not printable as ``?``.
+
+    Paths, methods and tool names come from the client: a newline in one would
+    forge a second log line.
+    """
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 class Workers:
