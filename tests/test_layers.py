@@ -8,6 +8,7 @@ circle from Python, not from a reader.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,20 @@ def test_benchmark_modules_stay_small() -> None:
     }
     assert sizes["bench"] <= ENTRY_POINT_LINES, sizes["bench"]
     assert {name: n for name, n in sizes.items() if n > BENCHMARK_MODULE_LINES} == {}
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    # The tree in README.rst's Layout section is how a reader finds a module: a new one
+    # must be listed. The demo package is described as a whole.
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    start = text.index("\nLayout\n")
+    layout = text[start : text.index("\nBenchmarks\n", start)]
+    listed = set(re.findall(r"\b(\w+\.py)\b", layout))
+    unlisted = [
+        str(path.relative_to(ROOT))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py")
+        and "demo" not in path.relative_to(PACKAGE).parts
+        and path.name not in listed
+    ]
+    assert unlisted == [], f"add these to README.rst's Layout: {unlisted}"
