@@ -31,6 +31,7 @@ __all__ = [
     "IntegerTextField",
     "to_epoch",
     "from_epoch",
+    "iso_or_stored",
     "encode_vector",
     "decode_vector",
     "encodable",
@@ -85,6 +86,26 @@ def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
             f"{what}: stored value {value!r:.60} is not epoch seconds a datetime can hold; "
             "run `ctx-models check` to find such rows"
         ) from exc
+
+
+def iso_or_stored(value: Any) -> str | None:
+    """A timestamp for display: ``YYYY-MM-DDTHH:MM:SSZ`` for epoch seconds or a datetime, None for None.
+
+    Any other value (text, a REAL, an integer past 9999 or before 1970, a BLOB: what another
+    program stored) is shown as stored, as text, so that one odd row never fails a listing;
+    ``ctx-models check`` reports it. A naive datetime is taken as UTC.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except OverflowError:  # within a day of year 1 or 9999, in a zone that passes it
+            return value.isoformat()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH:
+        return dt.datetime.fromtimestamp(int(value), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_text(value) if isinstance(value, (str, bytes)) else str(value)
 
 
 class EpochField(BigIntegerField):

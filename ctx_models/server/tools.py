@@ -11,7 +11,6 @@ Call them where a database is bound (:func:`ctx_models.connect`).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -22,8 +21,8 @@ from peewee import fn
 from .. import search as search_api
 from .. import store
 from ..backends import backend_for
-from ..errors import CorruptValueError, NotFoundError, ValidationError
-from ..fields import from_epoch
+from ..errors import NotFoundError, ValidationError
+from ..fields import iso_or_stored
 from ..models import Document, bound_database
 
 __all__ = [
@@ -138,17 +137,6 @@ def _kind(value: Any) -> str:
     )
 
 
-def _iso(value: Any) -> str | None:
-    """ISO 8601 (UTC, ``Z``) for a datetime or epoch seconds; None stays None."""
-    if value is None:
-        return None
-    try:
-        moment = value if isinstance(value, dt.datetime) else from_epoch(value)
-    except CorruptValueError:
-        return str(value)  # shown as stored; `ctx-models check` reports it
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _score(value: float) -> float:
     """The fused score, kept inside [0, 1] against float rounding (RRF and min-max are already)."""
     return min(1.0, max(0.0, float(value)))
@@ -233,8 +221,8 @@ def get(id: Any) -> dict[str, Any]:  # noqa: A002 - ctx's parameter name
         "source_url": document.source_url,
         "title": document.title,
         "author": document.author,
-        "created_at": _iso(document.created_at),
-        "updated_at": _iso(document.updated_at),
+        "created_at": iso_or_stored(document.created_at),
+        "updated_at": iso_or_stored(document.updated_at),
         "content_type": document.content_type,
         "body": document.body,
         "metadata": document.metadata,
@@ -264,7 +252,7 @@ def sources() -> dict[str, Any]:
                 "embedded_count": s.embedded,
                 "checkpoint": s.checkpoint,
                 "checkpoint_updated_at": s.checkpoint_at,
-                "last_updated_at": _iso(newest.get(s.source)),
+                "last_updated_at": iso_or_stored(newest.get(s.source)),
             }
             for s in totals.sources
         ]

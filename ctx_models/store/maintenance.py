@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..fields import as_text, from_epoch
+from ..fields import as_text, iso_or_stored
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
@@ -95,10 +95,10 @@ def stats() -> StoreStats:
             "WHERE source NOT IN (SELECT DISTINCT source FROM documents) ORDER BY source"
         ).fetchall()
     sources = [
-        SourceStats(as_text(src), docs, chunks, embedded, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), docs, chunks, embedded, _cursor_or_none(cursor), iso_or_stored(at))
         for src, docs, chunks, embedded, cursor, at in per_source
     ] + [
-        SourceStats(as_text(src), 0, 0, 0, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), 0, 0, 0, _cursor_or_none(cursor), iso_or_stored(at))
         for src, cursor, at in orphan_checkpoints
     ]
     return StoreStats(
@@ -117,12 +117,6 @@ def _cursor_or_none(value: Any) -> int | None:
         return Checkpoint.cursor.python_value(value)
     except Exception:
         return None
-
-
-def _iso(epoch: Any) -> str | None:
-    if epoch is None:
-        return None
-    return from_epoch(epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @translated("read")
