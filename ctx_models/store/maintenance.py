@@ -10,7 +10,8 @@ from typing import IO, Any
 
 from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..fields import as_text, iso_or_stored
+from ..errors import CorruptValueError
+from ..fields import as_text, iso_or_stored, load_json
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
@@ -160,10 +161,17 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
     return count
 
 
-def _metadata_or_text(text: str) -> Any:
+def _metadata_or_text(text: Any) -> Any:
+    """The stored metadata as JSON, or as the text stored when it is not strict JSON.
+
+    Another program may store any text: NaN (which would make the line invalid JSON),
+    nesting deeper than Python parses, or no JSON at all. ``check`` reports it.
+    """
+    if not isinstance(text, str):
+        return text
     try:
-        return json.loads(text)
-    except ValueError:
+        return load_json(text, "metadata_json")
+    except CorruptValueError:
         return text
 
 
