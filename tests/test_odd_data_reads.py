@@ -119,7 +119,8 @@ def _vectors() -> list[Odd]:
         "text": ("'not a vector'", "vectors_bad_length"),
         "integer": ("7", "vectors_bad_length"),
         "real": ("1.5", "vectors_bad_length"),
-        "nan": ("x'0000c07f' || zeroblob(60)", "vectors_not_finite"),
+        "nan": ("x'0000c07f" + "00" * 60 + "'", "vectors_not_finite"),
+        "infinite": ("x'0000807f" + "0000803f" * 15 + "'", "vectors_not_finite"),
         # A whole float32 vector of another length than its model's other vectors.
         "shorter": ("x'0000803f0000803f'", None),
     }
@@ -156,12 +157,6 @@ def _others() -> list[Odd]:
 # Cases that still fail, each with what fails; the fix of each removes it from here.
 BROKEN = {
     "chunks.chunk_index-blob": "tools.get returns the index as bytes",
-    "chunk_vectors.embedding-5-bytes": "semantic search raises CorruptValueError",
-    "chunk_vectors.embedding-empty-blob": "semantic search raises CorruptValueError",
-    "chunk_vectors.embedding-text": "semantic search raises CorruptValueError",
-    "chunk_vectors.embedding-integer": "semantic search raises CorruptValueError",
-    "chunk_vectors.embedding-real": "semantic search raises CorruptValueError",
-    "chunk_vectors.embedding-nan": "semantic search raises CorruptValueError",
     "embeddings.model-all-unknown": "semantic search raises EmbedderUnavailableError",
 }
 CASES = [
@@ -320,3 +315,30 @@ def test_check_reports_it_and_repair_leaves_a_store_that_reads(odd: Any, run_cli
 )
 def test_iso_or_stored_shows_what_is_not_epoch_seconds_as_stored(value: Any, shown: str | None) -> None:
     assert iso_or_stored(value) == shown
+
+
+@pytest.mark.parametrize(
+    "blob",
+    ["x'0000803f00'", "'not a vector'", "7", "x'0000c07f" + "00" * 60 + "'"],
+    ids=["5-bytes", "text", "integer", "nan"],
+)
+def test_a_vector_search_cannot_read_is_left_out_with_a_warning(
+    db: Any, raw: Any, caplog: pytest.LogCaptureFixture, blob: str
+) -> None:
+    """The other vectors are still searched; the warning says what to run."""
+    kept = store.ingest("notes", "kept", "Kestrel notes.", updated_at=BASE, embedder=EMBEDDER).document_id
+    odd = store.ingest("notes", "odd", "Kestrel notes, too.", updated_at=BASE, embedder=EMBEDDER).document_id
+    raw.execute(f"UPDATE chunk_vectors SET embedding = {blob} WHERE document_id = ?", (odd,))
+    with caplog.at_level("WARNING", logger="ctx_models"):
+        found = search.hybrid_search("kestrel notes", mode="semantic")
+    assert [hit.id for hit in found] == [kept]
+    assert any("check --repair" in r.getMessage() for r in caplog.records), caplog.records
+
+
+@pytest.mark.parametrize("blob", ["x'0000803f00'", "'not a vector'", "x''"], ids=["5-bytes", "text", "empty"])
+def test_a_vector_that_is_not_whole_float32_does_not_set_its_models_size(db: Any, raw: Any, blob: str) -> None:
+    """Embedding more chunks of the model goes on; the odd row does not make it 1 or 0 dims."""
+    store.ingest("notes", "a", "Kestrel notes.", updated_at=BASE, embedder=EMBEDDER)
+    raw.execute(f"UPDATE chunk_vectors SET embedding = {blob}")
+    store.ingest("notes", "b", "More kestrel notes.", updated_at=BASE, embedder=EMBEDDER)
+    assert raw.execute("SELECT count(*) FROM chunk_vectors WHERE length(embedding) = 64").fetchone() == (1,)
