@@ -38,6 +38,7 @@ __all__ = [
     "read_text",
     "as_text",
     "TextField",
+    "IntegerField",
 ]
 
 UTC = dt.UTC
@@ -230,6 +231,20 @@ class TextField(peewee.TextField):
 
     def python_value(self, value: Any) -> Any:
         return as_text(value)
+
+
+class IntegerField(peewee.IntegerField):
+    """peewee's ``IntegerField``, reading a value another program stored that is not an integer
+    (text, a REAL, a BLOB) as its text, as stored, rather than truncating or failing on it.
+
+    peewee's own would read REAL 0.5 as 0 and hand a BLOB over as bytes, which JSON cannot
+    hold. ``ctx-models check`` reports such values where they matter (chunk_index_gaps).
+    """
+
+    def python_value(self, value: Any) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        return as_text(value) if isinstance(value, (str, bytes)) else str(value)
 
 
 def encodable(value: str, what: str) -> str:
