@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,11 +146,10 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
     count = 0
     columns = [f.column_name for f in Document._meta.sorted_fields]
     with db.atomic():
-        # A BLOB another program stored in a TEXT column reads as text (check reports it).
-        chunk_rows = (tuple(map(as_text, row)) for row in db.execute_sql(*chunks.sql()))
+        chunk_rows = (tuple(map(_as_stored, row)) for row in db.execute_sql(*chunks.sql()))
         pending = next(chunk_rows, None)
         for row in db.execute_sql(*documents.sql()):
-            doc = dict(zip(columns, map(as_text, row)))
+            doc = dict(zip(columns, map(_as_stored, row)))
             doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
             own = []
             while pending is not None and pending[0] == doc["id"]:
@@ -159,6 +159,17 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
             fp.write(json.dumps({**doc, "chunks": own}, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def _as_stored(value: Any) -> Any:
+    """A stored value as JSON can hold it: what another program stored oddly shows as stored.
+
+    A BLOB in a TEXT column reads as text, and an infinite REAL in an INTEGER column as its
+    text ("inf"), which json.dumps would write as Infinity, not JSON. check reports both.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return as_text(value)
 
 
 def _metadata_or_text(text: Any) -> Any:
