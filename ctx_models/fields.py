@@ -79,14 +79,18 @@ def to_epoch(value: Any, what: str = "timestamp") -> int:
 
 
 def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
-    """Turn stored epoch seconds into an aware UTC datetime."""
-    try:
+    """Turn stored epoch seconds into an aware UTC datetime.
+
+    Only what :func:`to_epoch` writes reads back: an integer from 0 to :data:`MAX_EPOCH`,
+    the rule ``ctx-models check`` reports by. Anything else another program stored (text,
+    a REAL such as 2.5, a time before 1970) raises rather than read as some other time.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH:
         return dt.datetime.fromtimestamp(int(value), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError) as exc:
-        raise CorruptValueError(
-            f"{what}: stored value {value!r:.60} is not epoch seconds a datetime can hold; "
-            "run `ctx-models check` to find such rows"
-        ) from exc
+    raise CorruptValueError(
+        f"{what}: stored value {value!r:.60} is not epoch seconds from 1970 to 9999; "
+        "run `ctx-models check` to find such rows"
+    )
 
 
 def iso_or_stored(value: Any) -> str | None:

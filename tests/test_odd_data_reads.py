@@ -29,7 +29,7 @@ import ctx_models
 from ctx_models import integrity, search, store
 from ctx_models.embedders import HashingEmbedder
 from ctx_models.errors import CorruptValueError, EmbedderUnavailableError
-from ctx_models.fields import MAX_EPOCH, iso_or_stored
+from ctx_models.fields import MAX_EPOCH, from_epoch, iso_or_stored
 from ctx_models.server import tools
 
 EMBEDDER = HashingEmbedder(16)
@@ -164,10 +164,7 @@ def _others() -> list[Odd]:
 
 
 # Cases that still fail, each with what fails; the fix of each removes it from here.
-BROKEN = {
-    f"documents.{column}-{name}": "get_document reads it as a datetime (int() truncates 2.5; -5 is 1969)"
-    for column in ("created_at", "updated_at") for name in ("real-fraction", "negative")
-}
+BROKEN: dict[str, str] = {}
 CASES = [
     pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=BROKEN[c.id])] if c.id in BROKEN else [])
     for c in [*_timestamps(), *_integers(), *_metadata(), *_vectors(), *_others()]
@@ -378,3 +375,13 @@ def test_an_odd_chunk_index_is_shown_as_stored(db: Any, raw: Any, stored: str, s
     raw.execute(f"UPDATE chunks SET chunk_index = {stored}")
     assert [c.chunk_index for c in store.get_document(document_id).chunks] == [shown]
     assert tools.get(document_id)["chunks"][0]["index"] == shown
+
+
+@pytest.mark.parametrize("value", [2.5, 5.0, -5, MAX_EPOCH + 1, "5", b"5", True, None])
+def test_from_epoch_reads_only_what_to_epoch_writes(value: Any) -> None:
+    """Before, int() read REAL 2.5 as 2 and -5 as 1969: a time nobody stored, while check
+    reported the row. Now the read says so, as check does."""
+    with pytest.raises(CorruptValueError, match="ctx-models check"):
+        from_epoch(value)
+    assert from_epoch(0) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert from_epoch(MAX_EPOCH) == dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
