@@ -46,7 +46,8 @@ class Odd:
     finding: str | None
     #: The reads that must refuse, with our error, because their type cannot hold the value:
     #: "document" (get_document's datetimes, and the server's get), "checkpoint" (an int
-    #: cursor), "semantic" (no embedder for any stored model).
+    #: cursor), "semantic" (no embedder for any stored model), "embed" (the model's vectors
+    #: have two lengths: which is its size is not certain).
     refuses: frozenset[str] = frozenset()
 
 
@@ -134,7 +135,7 @@ def _vectors() -> list[Odd]:
     }
     return [
         Odd(f"chunk_vectors.embedding-{name}", f"UPDATE chunk_vectors SET embedding = {value} WHERE chunk_id = :chunk",
-            finding)
+            finding, frozenset({"embed"} if name == "shorter" else ()))
         for name, (value, finding) in values.items()
     ]
 
@@ -385,3 +386,39 @@ def test_from_epoch_reads_only_what_to_epoch_writes(value: Any) -> None:
         from_epoch(value)
     assert from_epoch(0) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     assert from_epoch(MAX_EPOCH) == dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+# Every vector, as long as each is whole float32 values (else count(*) differs).
+WHOLE_VECTORS = (
+    "SELECT count(CASE WHEN typeof(embedding) = 'blob' AND length(embedding) > 0 "
+    "AND length(embedding) % 4 = 0 THEN 1 END), count(*) FROM chunk_vectors"
+)
+
+
+@pytest.mark.parametrize("odd", CASES, indirect=True)
+def test_copy_backup_and_embed_read_it_too(odd: Any, run_cli: Any, tmp_path: Path) -> None:
+    """copy takes values as stored (a vector that is none is left out, with a warning); backup
+    copies the file and reports the copy's check; embed embeds what is pending."""
+    db, document_id, case = odd
+    where, dest = str(db.database), str(tmp_path / "copy.sqlite")
+    vectors, _ = db.execute_sql(WHOLE_VECTORS).fetchone()
+    for argv in (
+        ("copy", where, dest, "-q"),
+        ("backup", str(tmp_path / "backup.sqlite"), "--db", where),
+        ("embed", "--model", EMBEDDER.model, "-q", "-y", "--db", where),
+        ("stats", "--db", dest),
+        ("export", "--db", dest),
+    ):
+        code, out, err = run_cli(*argv)
+        assert "unexpected" not in err and "Traceback" not in err, (argv, err)
+        if argv[0] in case.refuses:
+            assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        else:
+            assert code == 0 or (argv[0] == "backup" and code == 1 and not err), (argv, code, err)
+    conn = sqlite3.connect(dest)
+    try:
+        assert conn.execute("SELECT count(*) FROM documents").fetchone() == (2,)
+        # Only vectors are copied: before, the number 7 was copied as the vector [7.0].
+        assert conn.execute(WHOLE_VECTORS).fetchone() == (vectors, vectors)
+    finally:
+        conn.close()
