@@ -164,11 +164,9 @@ def _others() -> list[Odd]:
     ]
 
 
-# Cases that still fail, each with what fails; the fix of each removes it from here.
-BROKEN: dict[str, str] = {}
 CASES = [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=BROKEN[c.id])] if c.id in BROKEN else [])
-    for c in [*_timestamps(), *_integers(), *_metadata(), *_vectors(), *_others()]
+    pytest.param(case, id=case.id)
+    for case in [*_timestamps(), *_integers(), *_metadata(), *_vectors(), *_others()]
 ]
 
 
