@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -432,3 +433,25 @@ def test_the_servers_get_shows_an_odd_timestamp_as_stored(db: Any, raw: Any, sto
     got = tools.get(document_id)
     assert (got["updated_at"], got["body"], got["metadata"]) == (shown, "Kestrel notes.", {"k": 1})
     assert got["chunks"] == [{"index": 0, "text": "Kestrel notes."}]
+
+
+@pytest.mark.parametrize("cursor", ["'soon'", "''", f"'{2**64}'", "x'ff'"], ids=["text", "empty", "huge", "blob"])
+def test_sync_reads_a_cursor_that_is_not_an_integer_as_no_checkpoint(
+    db: Any, raw: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, cursor: str
+) -> None:
+    """As ctx does (the contract's Writing section). Before, the sync wrote the files, then
+    failed on the cursor with exit 1, and every later sync failed the same way."""
+    from ctx_models.sync import sync_folder
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("Kestrel hovering.", encoding="utf-8")
+    os.utime(folder / "a.md", (BASE, BASE))
+    sync_folder(folder, embed=False)
+    raw.execute(f"UPDATE checkpoints SET cursor = {cursor}")
+    (folder / "b.md").write_text("Kestrel nesting.", encoding="utf-8")
+    os.utime(folder / "b.md", (BASE + 60, BASE + 60))
+    with caplog.at_level("WARNING", logger="ctx_models"):
+        report = sync_folder(folder, embed=False)
+    assert report.checkpoint == BASE + 60 and store.get_checkpoint("filesystem:notes") == BASE + 60
+    assert any("no checkpoint" in r.getMessage() for r in caplog.records), caplog.records
