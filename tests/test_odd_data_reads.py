@@ -455,3 +455,34 @@ def test_sync_reads_a_cursor_that_is_not_an_integer_as_no_checkpoint(
         report = sync_folder(folder, embed=False)
     assert report.checkpoint == BASE + 60 and store.get_checkpoint("filesystem:notes") == BASE + 60
     assert any("no checkpoint" in r.getMessage() for r in caplog.records), caplog.records
+
+
+def _follow_the_advice(where: str, document_id: str) -> None:
+    """What bad_timestamps' advice says to do for a row of ``where``."""
+    if where == "documents.created_at":  # re-ingesting keeps created_at: delete first
+        store.delete_document(document_id)
+        store.ingest("notes", "target", "Kestrel again.", updated_at=BASE + 1, embedder=EMBEDDER)
+    elif where == "documents.updated_at":
+        store.ingest("notes", "target", "Kestrel again.", updated_at=BASE + 1, embedder=EMBEDDER)
+    elif where == "embeddings.created_at":
+        store.clear_embeddings(EMBEDDER.model)
+        store.embed_pending(EMBEDDER)
+    else:
+        store.set_checkpoint("notes", 13)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [case for case in CASES if case.id.endswith("-text") and case.values[0].finding == "bad_timestamps"],
+    indirect=True,
+)
+def test_doing_what_check_advises_for_a_bad_timestamp_leaves_a_clean_store(odd: Any) -> None:
+    db, document_id, case = odd
+    report = integrity.check(db)
+    (finding,) = [f for f in report.findings if f.code == "bad_timestamps"]
+    where = case.id.rsplit("-", 1)[0]
+    action = {"documents.created_at": "delete the document", "documents.updated_at": "ingest",
+              "embeddings.created_at": "clear_embeddings", "checkpoints.updated_at": "set_checkpoint"}
+    assert action[where] in finding.advice, finding.advice
+    _follow_the_advice(where, document_id)
+    assert integrity.check(db).clean, integrity.check(db).findings

@@ -69,7 +69,9 @@ _CHECKS = (
             )
         ),
         False,
-        "ingest these documents again (or set_checkpoint) with epoch seconds",
+        "ingest these documents again with epoch seconds (re-ingesting keeps created_at: "
+        "delete the document first when that is the odd one); set_checkpoint for a checkpoint; "
+        "clear_embeddings(model), then embed, for an embedding",
     ),
     Check(
         "bad_metadata",
