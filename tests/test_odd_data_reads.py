@@ -95,8 +95,10 @@ def _integers() -> list[Odd]:
             "chunk_index_gaps")
         for name, (index, _) in values.items()
     ] + [
-        # The contract: dims is what ctx was configured with; the vector's length is the truth.
-        Odd(f"embeddings.dims-{name}", f"UPDATE embeddings SET dims = {dims} WHERE chunk_id = :chunk", None)
+        # The contract: dims is what ctx was configured with (it may differ from the vector's
+        # length, which is the truth), but it is a size: a positive integer.
+        Odd(f"embeddings.dims-{name}", f"UPDATE embeddings SET dims = {dims} WHERE chunk_id = :chunk",
+            None if name == "huge" else "bad_dims")
         for name, (_, dims) in values.items()
     ]
 
@@ -486,3 +488,37 @@ def test_doing_what_check_advises_for_a_bad_timestamp_leaves_a_clean_store(odd: 
     assert action[where] in finding.advice, finding.advice
     _follow_the_advice(where, document_id)
     assert integrity.check(db).clean, integrity.check(db).findings
+
+
+# What a PostgreSQL column can hold that our writers never write (its types refuse the rest).
+PG_ODD = {
+    "updated_at-huge": f"UPDATE documents SET updated_at = {2**62} WHERE id = ?",
+    "created_at-negative": "UPDATE documents SET created_at = -5 WHERE id = ?",
+    "checkpoint-updated_at-negative": "UPDATE checkpoints SET updated_at = -5 WHERE source <> ?",
+    "embedding-created_at-huge": f"UPDATE embeddings SET created_at = {2**62} WHERE chunk_id <> ?",
+    "metadata-not-json": "UPDATE documents SET metadata_json = 'team=birds' WHERE id = ?",
+    "chunk_index-negative": "UPDATE chunks SET chunk_index = -1 WHERE document_id = ?",
+    "dims-negative": "UPDATE embeddings SET dims = -16 WHERE chunk_id <> ?",
+    "cursor-text": "UPDATE checkpoints SET cursor = 'soon' WHERE source <> ?",
+}
+
+
+@pytest.mark.backends("sqlite", "postgres")
+@pytest.mark.parametrize("sql", PG_ODD.values(), ids=PG_ODD.keys())
+def test_reads_go_on_over_odd_values_on_both_engines(db: Any, raw: Any, sql: str) -> None:
+    """The shared code (iso_or_stored, export, the server's tools) on PostgreSQL too."""
+    document_id = store.ingest(
+        "notes", "target", "Kestrel hovering.", updated_at=BASE, metadata={"team": "birds"}, embedder=EMBEDDER
+    ).document_id
+    store.set_checkpoint("notes", 12)
+    raw.execute(sql, (document_id,))
+    for mode in search.MODES:
+        _json_safe([hit.to_dict() for hit in search.hybrid_search("kestrel", mode=mode, explain=True)])
+    out = io.StringIO()
+    store.export(out)
+    json.loads(out.getvalue(), parse_constant=lambda name: pytest.fail(f"export wrote {name}"))
+    _json_safe(store.stats().to_dict())
+    for name, params in (("search", {"query": "kestrel", "mode": "hybrid"}), ("get", {"id": document_id}),
+                         ("sources", {})):
+        _json_safe(tools.call(name, params))
+    assert not integrity.check(db).clean

@@ -58,6 +58,13 @@ _CHECKS = (
         "delete the document first when that is the odd one); set_checkpoint for a checkpoint; "
         "clear_embeddings(model), then embed, for an embedding",
     ),
+    Check(
+        "bad_dims",
+        "embeddings whose dims is not a positive integer (the size the ctx tool was configured with)",
+        "SELECT chunk_id FROM embeddings WHERE dims < 1",
+        False,
+        "clear_embeddings(model), then embed (vectors are read by their length meanwhile)",
+    ),
 )
 
 _BAD_METADATA = Check(

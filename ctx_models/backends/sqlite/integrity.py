@@ -74,6 +74,13 @@ _CHECKS = (
         "clear_embeddings(model), then embed, for an embedding",
     ),
     Check(
+        "bad_dims",
+        "embeddings whose dims is not a positive integer (the size the ctx tool was configured with)",
+        "SELECT chunk_id FROM embeddings WHERE typeof(dims) != 'integer' OR dims < 1",
+        False,
+        "clear_embeddings(model), then embed (vectors are read by their length meanwhile)",
+    ),
+    Check(
         "bad_metadata",
         "documents whose metadata_json is not a JSON object (read as {}, kept as stored)",
         "SELECT id FROM documents WHERE NOT json_valid(metadata_json) "
