@@ -304,10 +304,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (SQLite's json functions reject it)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON text, but no float holds it
+        raise ValueError(f"the number {text:.40} overflows a float")
+    return value
+
+
 def load_json(text: str, what: str, error: type[Exception] = CorruptValueError) -> Any:
-    """Parse strict JSON text (no NaN or Infinity), raising ``error`` when it is not JSON."""
+    """Parse strict JSON text (no NaN or Infinity, nor a number that overflows to one),
+    raising ``error`` when it is not JSON."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise error(f"{what}: not valid JSON ({exc})") from exc
 

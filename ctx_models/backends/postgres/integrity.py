@@ -8,7 +8,6 @@ sizes, staleness and what the contract stores as text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,15 +66,6 @@ _CHECKS = (
     ),
 )
 
-_BAD_METADATA = Check(
-    "bad_metadata",
-    "documents whose metadata_json is not a JSON object (read as {}, kept as stored)",
-    "",
-    False,
-    "ingest these documents again with metadata to replace the text",
-)
-
-
 class PostgresIntegrity:
     """The PostgreSQL side of :func:`ctx_models.integrity.check`."""
 
@@ -93,17 +83,8 @@ class PostgresIntegrity:
         return schema_problems(self.db)
 
     def extra_findings(self) -> dict[str, tuple[Check, list[str]]]:
-        """metadata_json that is not a JSON object, judged by Python's strict JSON."""
-        bad = []
-        for doc_id, text in self.db.execute_sql("SELECT id, metadata_json FROM documents"):
-            try:
-                parsed = json.loads(text, parse_constant=_refuse)
-            except (ValueError, TypeError):
-                bad.append(doc_id)
-                continue
-            if not isinstance(parsed, dict):
-                bad.append(doc_id)
-        return {"bad_metadata": (_BAD_METADATA, bad)} if bad else {}
+        """None here: metadata is judged by :func:`ctx_models.integrity.bad_metadata`, as on SQLite."""
+        return {}
 
     def keyword_index_problems(self) -> list[str]:
         return []  # the tsvector is generated from the text: it cannot disagree with it
@@ -125,7 +106,3 @@ class PostgresIntegrity:
             "FROM chunks WHERE id NOT IN (SELECT chunk_id FROM chunks_fts WHERE chunk_id IS NOT NULL)",
             (),
         )
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(name)

@@ -80,14 +80,6 @@ _CHECKS = (
         False,
         "clear_embeddings(model), then embed (vectors are read by their length meanwhile)",
     ),
-    Check(
-        "bad_metadata",
-        "documents whose metadata_json is not a JSON object (read as {}, kept as stored)",
-        "SELECT id FROM documents WHERE NOT json_valid(metadata_json) "
-        "OR json_type(metadata_json) != 'object'",
-        False,
-        "ingest these documents again with metadata to replace the text",
-    ),
 )
 
 
