@@ -31,6 +31,7 @@ __all__ = [
     "IntegerTextField",
     "to_epoch",
     "from_epoch",
+    "is_epoch",
     "iso_or_stored",
     "encode_vector",
     "decode_vector",
@@ -78,6 +79,11 @@ def to_epoch(value: Any, what: str = "timestamp") -> int:
     return seconds
 
 
+def is_epoch(value: Any) -> bool:
+    """Whether a stored value is epoch seconds as :func:`to_epoch` writes them (0 .. MAX_EPOCH)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH
+
+
 def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
     """Turn stored epoch seconds into an aware UTC datetime.
 
@@ -85,7 +91,7 @@ def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
     the rule ``ctx-models check`` reports by. Anything else another program stored (text,
     a REAL such as 2.5, a time before 1970) raises rather than read as some other time.
     """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH:
+    if is_epoch(value):
         return dt.datetime.fromtimestamp(int(value), tz=UTC)
     raise CorruptValueError(
         f"{what}: stored value {value!r:.60} is not epoch seconds from 1970 to 9999; "
@@ -108,7 +114,7 @@ def iso_or_stored(value: Any) -> str | None:
             return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         except OverflowError:  # within a day of year 1 or 9999, in a zone that passes it
             return value.isoformat()
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH:
+    if is_epoch(value):
         return dt.datetime.fromtimestamp(int(value), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return as_text(value) if isinstance(value, (str, bytes)) else str(value)
 

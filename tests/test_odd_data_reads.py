@@ -464,11 +464,11 @@ def test_sync_reads_a_cursor_that_is_not_an_integer_as_no_checkpoint(
 
 def _follow_the_advice(where: str, document_id: str) -> None:
     """What bad_timestamps' advice says to do for a row of ``where``."""
-    if where == "documents.created_at":  # re-ingesting keeps created_at: delete first
-        store.delete_document(document_id)
-        store.ingest("notes", "target", "Kestrel again.", updated_at=BASE + 1, embedder=EMBEDDER)
-    elif where == "documents.updated_at":
-        store.ingest("notes", "target", "Kestrel again.", updated_at=BASE + 1, embedder=EMBEDDER)
+    if where.startswith("documents."):
+        # The same text, and no updated_at: only the odd timestamp is written anew.
+        store.ingest("notes", "target", "Kestrel hovering over the field.\n\nSecond paragraph about kestrels.",
+                     title="Kestrel", author="Ann", source_url="https://example.com/k",
+                     metadata={"team": "birds"}, raw_json={"raw": 1}, embedder=EMBEDDER)
     elif where == "embeddings.created_at":
         store.clear_embeddings(EMBEDDER.model)
         store.embed_pending(EMBEDDER)
@@ -478,15 +478,16 @@ def _follow_the_advice(where: str, document_id: str) -> None:
 
 @pytest.mark.parametrize(
     "odd",
-    [case for case in CASES if case.id.endswith("-text") and case.values[0].finding == "bad_timestamps"],
+    [case for case in CASES if case.values[0].finding == "bad_timestamps" and case.id.startswith(
+        ("documents.", "embeddings.", "checkpoints.updated_at"))],
     indirect=True,
 )
 def test_doing_what_check_advises_for_a_bad_timestamp_leaves_a_clean_store(odd: Any) -> None:
     db, document_id, case = odd
     report = integrity.check(db)
     (finding,) = [f for f in report.findings if f.code == "bad_timestamps"]
-    where = case.id.rsplit("-", 1)[0]
-    action = {"documents.created_at": "delete the document", "documents.updated_at": "ingest",
+    where = case.id.split("-", 1)[0]
+    action = {"documents.created_at": "ingest", "documents.updated_at": "ingest",
               "embeddings.created_at": "clear_embeddings", "checkpoints.updated_at": "set_checkpoint"}
     assert action[where] in finding.advice, finding.advice
     _follow_the_advice(where, document_id)
@@ -527,3 +528,18 @@ def test_reads_go_on_over_odd_values_on_both_engines(db: Any, raw: Any, sql: str
                          ("sources", {})):
         _json_safe(tools.call(name, params))
     assert not integrity.check(db).clean
+
+
+@pytest.mark.parametrize("column", ["created_at", "updated_at"])
+@pytest.mark.parametrize("stored", ["'yesterday'", "2.5", "-5", "x'ff'", "1e999"])
+def test_ingesting_again_writes_an_odd_timestamp_anew(db: Any, raw: Any, column: str, stored: str) -> None:
+    """Before: with no updated_at given, ingest hashed the stored 'yesterday' and failed with
+    struct's "required argument is not an integer"; upsert_document wrote the row and then
+    failed building the Document it returns; and created_at stayed odd for good."""
+    store.ingest("notes", "a", "Kestrel notes.", updated_at=BASE)
+    raw.execute(f"UPDATE documents SET {column} = {stored}")
+    assert store.ingest("notes", "a", "Kestrel notes.").status in ("metadata", "updated")
+    document, _ = store.upsert_document("notes", "a", "Kestrel notes, again.")
+    assert document.created_at.year >= 1970 and document.updated_at.year >= 2026
+    assert store.get_document(document.id).updated_at == document.updated_at
+    assert not [f for f in integrity.check(db).findings if f.code == "bad_timestamps"]

@@ -53,9 +53,8 @@ _CHECKS = (
             )
         ),
         False,
-        "ingest these documents again with epoch seconds (re-ingesting keeps created_at: "
-        "delete the document first when that is the odd one); set_checkpoint for a checkpoint; "
-        "clear_embeddings(model), then embed, for an embedding",
+        "ingest these documents again (an odd created_at or updated_at is then written anew); "
+        "set_checkpoint for a checkpoint; clear_embeddings(model), then embed, for an embedding",
     ),
     Check(
         "bad_dims",
