@@ -543,3 +543,12 @@ def test_ingesting_again_writes_an_odd_timestamp_anew(db: Any, raw: Any, column:
     assert document.created_at.year >= 1970 and document.updated_at.year >= 2026
     assert store.get_document(document.id).updated_at == document.updated_at
     assert not [f for f in integrity.check(db).findings if f.code == "bad_timestamps"]
+
+
+@pytest.mark.backends("sqlite", "postgres")
+@pytest.mark.parametrize("column", ["created_at", "updated_at"])
+@pytest.mark.parametrize("stored", ["-5", str(2**62)])
+def test_ingesting_again_writes_an_odd_timestamp_anew_on_both_engines(
+    db: Any, raw: Any, column: str, stored: str
+) -> None:
+    test_ingesting_again_writes_an_odd_timestamp_anew(db, raw, column, stored)
