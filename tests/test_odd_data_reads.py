@@ -4,9 +4,11 @@
 columns, metadata that is not a JSON object, vectors of the wrong byte length, dims that
 disagree with the vector, and embeddings of a model nobody knows. Every case here stores one
 such value with plain sqlite3, then runs every read: the Python API, the CLI and the server's
-tools. A read either goes on (the value shown as stored, or the row skipped with a warning) or
-fails with our own error saying what to do; ``check`` reports the value, and after
-``check --repair`` the store still reads.
+tools, and copy, backup and embed. A read either goes on (the value shown as stored, or the row
+skipped with a warning) or fails with our own error saying what to do (``Odd.refuses``);
+``check`` reports the value, and after ``check --repair`` the store still reads. Smaller tests
+pin each fix: the formatter, from_epoch, odd vectors, chunk indexes, sync's cursor, ingesting
+again over an odd timestamp, and the odd values a PostgreSQL column can hold, on both engines.
 
 BLOBs and bytes that are not UTF-8 in TEXT columns are tests/test_foreign_text.py's; this
 module adds the other kinds (and BLOBs in the INTEGER and vector columns).
@@ -46,9 +48,9 @@ class Odd:
     sql: str
     finding: str | None
     #: The reads that must refuse, with our error, because their type cannot hold the value:
-    #: "document" (get_document's datetimes; the server's get shows them as stored), "checkpoint" (an int
-    #: cursor), "semantic" (no embedder for any stored model), "embed" (the model's vectors
-    #: have two lengths: which is its size is not certain).
+    #: "document" (get_document's datetimes; the server's get shows them as stored),
+    #: "checkpoint" (an int cursor), "semantic" (no embedder for any stored model), "embed"
+    #: (the model's vectors have two lengths: which is its size is not certain).
     refuses: frozenset[str] = frozenset()
 
 
