@@ -31,12 +31,15 @@ __all__ = [
     "IntegerTextField",
     "to_epoch",
     "from_epoch",
+    "is_epoch",
+    "iso_or_stored",
     "encode_vector",
     "decode_vector",
     "encodable",
     "read_text",
     "as_text",
     "TextField",
+    "IntegerField",
 ]
 
 UTC = dt.UTC
@@ -76,15 +79,44 @@ def to_epoch(value: Any, what: str = "timestamp") -> int:
     return seconds
 
 
+def is_epoch(value: Any) -> bool:
+    """Whether a stored value is epoch seconds as :func:`to_epoch` writes them (0 .. MAX_EPOCH)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) <= MAX_EPOCH
+
+
 def from_epoch(value: Any, what: str = "timestamp") -> dt.datetime:
-    """Turn stored epoch seconds into an aware UTC datetime."""
-    try:
+    """Turn stored epoch seconds into an aware UTC datetime.
+
+    Only what :func:`to_epoch` writes reads back: an integer from 0 to :data:`MAX_EPOCH`,
+    the rule ``ctx-models check`` reports by. Anything else another program stored (text,
+    a REAL such as 2.5, a time before 1970) raises rather than read as some other time.
+    """
+    if is_epoch(value):
         return dt.datetime.fromtimestamp(int(value), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError) as exc:
-        raise CorruptValueError(
-            f"{what}: stored value {value!r:.60} is not epoch seconds a datetime can hold; "
-            "run `ctx-models check` to find such rows"
-        ) from exc
+    raise CorruptValueError(
+        f"{what}: stored value {value!r:.60} is not epoch seconds from 1970 to 9999; "
+        "run `ctx-models check` to find such rows"
+    )
+
+
+def iso_or_stored(value: Any) -> str | None:
+    """A timestamp for display: ``YYYY-MM-DDTHH:MM:SSZ`` for epoch seconds or a datetime, None for None.
+
+    Any other value (text, a REAL, an integer past 9999 or before 1970, a BLOB: what another
+    program stored) is shown as stored, as text, so that one odd row never fails a listing;
+    ``ctx-models check`` reports it. A naive datetime is taken as UTC.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except OverflowError:  # within a day of year 1 or 9999, in a zone that passes it
+            return value.isoformat()
+    if is_epoch(value):
+        return dt.datetime.fromtimestamp(int(value), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_text(value) if isinstance(value, (str, bytes)) else str(value)
 
 
 class EpochField(BigIntegerField):
@@ -211,6 +243,20 @@ class TextField(peewee.TextField):
         return as_text(value)
 
 
+class IntegerField(peewee.IntegerField):
+    """peewee's ``IntegerField``, reading a value another program stored that is not an integer
+    (text, a REAL, a BLOB) as its text, as stored, rather than truncating or failing on it.
+
+    peewee's own would read REAL 0.5 as 0 and hand a BLOB over as bytes, which JSON cannot
+    hold. ``ctx-models check`` reports such values where they matter (chunk_index_gaps).
+    """
+
+    def python_value(self, value: Any) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        return as_text(value) if isinstance(value, (str, bytes)) else str(value)
+
+
 def encodable(value: str, what: str) -> str:
     """``value`` if it can be written as UTF-8, else a ValidationError.
 
@@ -264,10 +310,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (SQLite's json functions reject it)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON text, but no float holds it
+        raise ValueError(f"the number {text:.40} overflows a float")
+    return value
+
+
 def load_json(text: str, what: str, error: type[Exception] = CorruptValueError) -> Any:
-    """Parse strict JSON text (no NaN or Infinity), raising ``error`` when it is not JSON."""
+    """Parse strict JSON text (no NaN or Infinity, nor a number that overflows to one),
+    raising ``error`` when it is not JSON."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise error(f"{what}: not valid JSON ({exc})") from exc
 

@@ -36,9 +36,9 @@ from peewee import Database, chunked
 from .backends import backend_for
 from .backends.base import RE_EMBED, Check
 from .errors import CorruptValueError, DatabaseError
-from .fields import as_text
+from .fields import UnreadableJSON, as_text
 from .hashing import chunk_hash
-from .models import MODELS, Checkpoint, Chunk, bound_database
+from .models import MODELS, Checkpoint, Chunk, Document, bound_database
 
 __all__ = ["Finding", "CheckReport", "Check", "check", "check_damaged_file", "EXAMPLES"]
 
@@ -234,6 +234,17 @@ def bad_checkpoints(db: Database) -> list[str]:
     return bad
 
 
+def bad_metadata(db: Database) -> list[str]:
+    """Documents whose metadata_json the store reads as ``{}``: not a JSON object to Python's
+    strict parser (so NaN, a number no float holds, or nesting too deep to parse count too)."""
+    field = Document.metadata
+    return [
+        as_text(doc_id)
+        for doc_id, text in db.execute_sql("SELECT id, metadata_json FROM documents")
+        if isinstance(field.python_value(text), UnreadableJSON)
+    ]
+
+
 def _found(db: Database, probe: Any) -> dict[str, tuple[Check, list[str]]]:
     """Offending ids per check that found any."""
     found: dict[str, tuple[Check, list[str]]] = {}
@@ -266,6 +277,9 @@ def _found(db: Database, probe: Any) -> dict[str, tuple[Check, list[str]]]:
             found["stale_embeddings"] = (spec, list(dict.fromkeys(stale + embedded)))
     found.update(probe.extra_findings())  # what only the engine's own view can find
     for code, description, ids, repairable, advice in (
+        ("bad_metadata", "documents whose metadata_json is not a JSON object (read as {}, kept "
+         "as stored)", bad_metadata(db), False,
+         "ingest these documents again with metadata to replace the text"),
         ("bad_checkpoints", "checkpoints whose cursor is not an integer (the ctx tool reads "
          "them as no checkpoint)", bad_checkpoints(db), False,
          "set them again with set_checkpoint(), or delete them for a full re-sync"),

@@ -26,14 +26,20 @@ from peewee import (
     Database,
     DatabaseProxy,
     ForeignKeyField,
-    IntegerField,
     Model,
     ModelIndex,
 )
 from playhouse.sqlite_ext import FTS5Model, SearchField
 
 from .errors import DatabaseError
-from .fields import EpochField, IntegerTextField, JSONObjectField, TextField, VectorField
+from .fields import (
+    EpochField,
+    IntegerField,
+    IntegerTextField,
+    JSONObjectField,
+    TextField,
+    VectorField,
+)
 
 __all__ = [
     "database_proxy",

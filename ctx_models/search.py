@@ -41,7 +41,7 @@ from peewee import Database
 from .backends import Backend, Candidate, backend_for
 from .embedders import Embedder, embed_texts, embedder_for_model
 from .errors import EmbedderUnavailableError, ValidationError, VectorError
-from .fields import MAX_EPOCH, as_text, encodable, encode_vector, to_epoch
+from .fields import as_text, encodable, encode_vector, iso_or_stored, to_epoch
 from .models import Document, bound_database
 from .words import unique_words
 
@@ -121,7 +121,7 @@ class SearchResult:
     source: str
     source_id: str
     source_url: str | None
-    updated_at: str
+    updated_at: str | None  # ISO 8601, or as stored when another program stored no epoch seconds
     score: float
     snippet: str
     chunk_id: str
@@ -316,7 +316,7 @@ def _filtered(source: str | None, since: int | None) -> str:
     if source is not None:
         parts.append(f"source {source!r}")
     if since is not None:
-        parts.append(f"updated since {_iso(since)}")
+        parts.append(f"updated since {iso_or_stored(since)}")
     return f" (searched only {' and '.join(parts)})" if parts else ""
 
 
@@ -536,13 +536,6 @@ def _reciprocal_ranks(candidates: Sequence[Candidate]) -> dict[str, float]:
     return {chunk_id: (RRF_K + 1) / (RRF_K + rank) for chunk_id, rank in _ranks(candidates).items()}
 
 
-def _iso(epoch: Any) -> str:
-    """ISO 8601 for epoch seconds; a value that is not epoch seconds is shown as stored."""
-    if isinstance(epoch, int) and 0 <= epoch <= MAX_EPOCH:
-        return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(epoch)
-
-
 def _epoch_or_zero(row: tuple[Any, ...]) -> int:
     """updated_at for tie-breaks; a value another program stored badly sorts as oldest."""
     value = row[5]
@@ -711,7 +704,7 @@ def _rank(
                 source=source,
                 source_id=source_id,
                 source_url=url,
-                updated_at=_iso(updated_at),
+                updated_at=iso_or_stored(updated_at),
                 score=score,
                 snippet=chunks[chunk_id].snippet,
                 chunk_id=chunk_id,

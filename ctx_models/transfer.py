@@ -31,6 +31,7 @@ from peewee import Database, chunked
 from .backends import ChunkRow, backend_for
 from .bulk import BulkInsert
 from .errors import ValidationError
+from .fields import as_text
 from .models import MODELS, Checkpoint, Chunk, ChunkVector, Document, Embedding
 from .schema import run_migrations
 from .store import writes
@@ -66,15 +67,24 @@ def _rows(db: Database, query: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in db.execute_sql(sql, params).fetchall()]
 
 
-def _blob(value: Any) -> bytes:
-    """A stored vector as the contract's bytes, whichever engine it comes from."""
+def _blob(value: Any) -> bytes | None:
+    """A stored vector as the contract's bytes, whichever engine it comes from; None if it is none.
+
+    Another program may store anything in SQLite's column (text, a number, 5 bytes): that
+    is no vector, on either engine, and is left out of the copy (``check`` reports it).
+    """
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if hasattr(value, "to_numpy"):  # pgvector's Vector
-        return np.asarray(value.to_numpy(), dtype="<f4").tobytes()
-    if isinstance(value, str):  # pgvector's text form
-        return np.array(value.strip("[]").split(","), dtype="<f4").tobytes()
-    return np.asarray(value, dtype="<f4").tobytes()
+        blob = bytes(value)
+    elif hasattr(value, "to_numpy"):  # pgvector's Vector
+        blob = np.asarray(value.to_numpy(), dtype="<f4").tobytes()
+    elif isinstance(value, str) and value.startswith("["):  # pgvector's text form
+        try:
+            blob = np.array(value.strip("[]").split(","), dtype="<f4").tobytes()
+        except ValueError:
+            return None
+    else:
+        return None
+    return blob if blob and len(blob) % 4 == 0 else None
 
 
 def copy_store(
@@ -157,7 +167,17 @@ def _read_batch(
         .where(ChunkVector.document.in_(ids))
         .order_by(ChunkVector.chunk),
     )
-    vectors = [(c, d, h, m, n, t, _blob(v)) for c, d, h, m, n, t, v in pairs]
+    vectors: list[tuple[str, str, str, str, int, int, bytes]] = []
+    for c, d, h, m, n, t, v in pairs:
+        blob = _blob(v)
+        if blob is None:
+            log.warning(
+                "not copying the vector of chunk %s: it is stored as %s, not float32 values "
+                "(its chunk is copied, and `ctx-models embed` embeds it again)",
+                as_text(c), f"{len(v)} bytes" if isinstance(v, bytes) else type(v).__name__,
+            )
+            continue
+        vectors.append((c, d, h, m, n, t, blob))
     return documents, chunks, vectors
 
 

@@ -506,15 +506,19 @@ INF_VECTOR = "x'" + (np.full(384, np.inf, "<f4").tobytes()).hex() + "'"
 
 
 @pytest.mark.parametrize("stored", ["'not a vector'", "x'0102'", "x''", "42", NAN_VECTOR, INF_VECTOR])
-def test_corrupt_stored_vector_raises_until_repaired(db, db_path, embedder, stored):
+def test_corrupt_stored_vector_is_left_out_with_a_warning_until_repaired(db, db_path, embedder, stored, caplog):
+    """Another program's bad vector must not fail every search: it is skipped, and the warning
+    says to repair (before, every vector search raised CorruptValueError until the repair)."""
     ids = _seed_hashing(embedder)
     query = embedder.embed(["topic2"])[0]
     conn = sqlite3.connect(db_path)
     with conn:
         conn.execute(f"UPDATE chunk_vectors SET embedding = {stored} WHERE rowid = 1")
     conn.close()
-    with pytest.raises(CorruptValueError, match="check --repair"):
-        search.vector_search(query, limit=3)
+    with caplog.at_level("WARNING", logger="ctx_models"):
+        hits = search.vector_search(query, limit=5)
+    assert hits[0].document_id == ids[2] and ids[0] not in _doc_ids(hits)
+    assert any("check --repair" in r.getMessage() for r in caplog.records), caplog.records
     report = integrity.check(db, repair=True)
     assert report.clean, report
     assert search.vector_search(query, limit=1)[0].document_id == ids[2]

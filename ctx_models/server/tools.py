@@ -11,7 +11,6 @@ Call them where a database is bound (:func:`ctx_models.connect`).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -22,9 +21,10 @@ from peewee import fn
 from .. import search as search_api
 from .. import store
 from ..backends import backend_for
-from ..errors import CorruptValueError, NotFoundError, ValidationError
-from ..fields import from_epoch
-from ..models import Document, bound_database
+from ..errors import NotFoundError, ValidationError
+from ..fields import EpochField, iso_or_stored
+from ..models import Chunk, Document, bound_database
+from ..store import inputs
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -138,17 +138,6 @@ def _kind(value: Any) -> str:
     )
 
 
-def _iso(value: Any) -> str | None:
-    """ISO 8601 (UTC, ``Z``) for a datetime or epoch seconds; None stays None."""
-    if value is None:
-        return None
-    try:
-        moment = value if isinstance(value, dt.datetime) else from_epoch(value)
-    except CorruptValueError:
-        return str(value)  # shown as stored; `ctx-models check` reports it
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _score(value: float) -> float:
     """The fused score, kept inside [0, 1] against float rounding (RRF and min-max are already)."""
     return min(1.0, max(0.0, float(value)))
@@ -218,29 +207,47 @@ def search(
 
 
 def get(id: Any) -> dict[str, Any]:  # noqa: A002 - ctx's parameter name
-    """ctx's ``get``: the document with its metadata, body and ``chunks: [{index, text}]``."""
+    """ctx's ``get``: the document with its metadata, body and ``chunks: [{index, text}]``.
+
+    Read as stored, like ``sources``: a timestamp another program stored that is not
+    epoch seconds is shown as it is (``store.get_document`` refuses it, having no
+    datetime for it), so one odd value does not hide a document from an agent.
+    """
     if not isinstance(id, str):
         raise ValidationError(f"id must be a string, got {_kind(id)}")
     if not id.strip():
         raise ValidationError("id must not be empty")
-    document = store.get_document(id)
-    if document is None:
-        raise NotFoundError(f"document not found: {id!r:.80}; ids come from search results")
-    return {
-        "id": document.id,
-        "source": document.source,
-        "source_id": document.source_id,
-        "source_url": document.source_url,
-        "title": document.title,
-        "author": document.author,
-        "created_at": _iso(document.created_at),
-        "updated_at": _iso(document.updated_at),
-        "content_type": document.content_type,
-        "body": document.body,
-        "metadata": document.metadata,
-        # prefetched by get_document, in order (a backref mypy cannot see)
-        "chunks": [{"index": c.chunk_index, "text": c.text} for c in document.chunks],  # type: ignore[attr-defined]
+    inputs.key_text(id, "document id")
+    db = bound_database()
+    fields = [f for f in Document._meta.sorted_fields if f.name in _GET_FIELDS]
+    with backend_for(db).read_snapshot("read"):
+        row = db.execute_sql(*Document.select(*fields).where(Document.id == id).sql()).fetchone()
+        if row is None:
+            raise NotFoundError(f"document not found: {id!r:.80}; ids come from search results")
+        chunks = db.execute_sql(
+            *Chunk.select(Chunk.chunk_index, Chunk.text)
+            .where(Chunk.document == id)
+            .order_by(Chunk.chunk_index)
+            .sql()
+        ).fetchall()
+    stored = {
+        f.name: iso_or_stored(value) if isinstance(f, EpochField) else f.python_value(value)
+        for f, value in zip(fields, row)
     }
+    return {
+        **{name: stored[name] for name in _GET_FIELDS},
+        "chunks": [
+            {"index": Chunk.chunk_index.python_value(index), "text": Chunk.text.python_value(text)}
+            for index, text in chunks
+        ],
+    }
+
+
+#: The document's fields ``get`` returns, in ctx's order (then ``chunks``).
+_GET_FIELDS = (
+    "id", "source", "source_id", "source_url", "title", "author", "created_at", "updated_at",
+    "content_type", "body", "metadata",
+)
 
 
 def sources() -> dict[str, Any]:
@@ -264,7 +271,7 @@ def sources() -> dict[str, Any]:
                 "embedded_count": s.embedded,
                 "checkpoint": s.checkpoint,
                 "checkpoint_updated_at": s.checkpoint_at,
-                "last_updated_at": _iso(newest.get(s.source)),
+                "last_updated_at": iso_or_stored(newest.get(s.source)),
             }
             for s in totals.sources
         ]

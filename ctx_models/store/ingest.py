@@ -18,7 +18,7 @@ from ..backends import backend_for, translated
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
 from ..embedders import Embedder, embed_texts
 from ..errors import ValidationError
-from ..fields import from_epoch
+from ..fields import from_epoch, is_epoch
 from ..hashing import chunk_hash, dedup_hash
 from ..models import Chunk, Document, bound_database, new_ids
 from . import inputs, writes
@@ -83,15 +83,24 @@ def _decide(doc: inputs.PendingDocument, stored: tuple | None, now: int) -> None
     """
     if stored is None:
         doc.status = "created"
+        doc.replace_created_at = False
         doc.final_created_at = doc.created_at if doc.created_at is not None else now
         doc.final_updated_at = doc.updated_at if doc.updated_at is not None else now
         doc.dedup = dedup_hash(doc.source, doc.source_id, doc.final_updated_at, doc.body)
         return
     doc_id, created_at, updated_at, stored_dedup, *compared = stored
     doc.id = doc_id
-    doc.final_created_at = created_at
+    # A timestamp another program stored that is not epoch seconds (check reports it) can be
+    # neither hashed nor read back: created_at is written anew, updated_at counts as changed.
+    doc.replace_created_at = not is_epoch(created_at)
+    if doc.replace_created_at:
+        doc.final_created_at = doc.created_at if doc.created_at is not None else now
+    else:
+        doc.final_created_at = created_at
     if doc.updated_at is not None:
         doc.final_updated_at = doc.updated_at
+    elif not is_epoch(updated_at):
+        doc.final_updated_at = now
     else:
         # No timestamp given: keep the stored one if the body is the same, so that
         # re-ingesting unchanged text changes nothing.
@@ -111,6 +120,8 @@ def _decide(doc: inputs.PendingDocument, stored: tuple | None, now: int) -> None
         doc.status = "metadata"
     else:
         doc.status = "unchanged"
+    if doc.status == "unchanged" and doc.replace_created_at:
+        doc.status = "metadata"  # the row is written again, for its created_at
 
 
 def _same_json(stored: Any, new: str) -> bool:
@@ -255,6 +266,9 @@ def _commit_batch(db: Database, batch: _Batch) -> list[IngestResult]:
             if embedder is not None:
                 writes.check_dims(db, embedder.model, embedder.dims)
         writes.DOCUMENT_UPSERT.execute(db, (d.row() for d in docs if d.status != "unchanged"))
+        for d in docs:
+            if d.replace_created_at:  # the upsert keeps created_at, as the contract says
+                Document.update(created_at=d.final_created_at).where(Document.id == d.id).execute()
         results = {d.key: IngestResult(d.id, d.source, d.source_id, d.status) for d in docs}
         if batch.with_chunks:
             writes.delete_children(

@@ -70,6 +70,8 @@ class PendingDocument:
     status: str = ""
     final_created_at: int = 0
     final_updated_at: int = 0
+    # The stored created_at is not epoch seconds (another program's): written anew.
+    replace_created_at: bool = False
     dedup: str = ""
     chunks: list[str] | None = None
     vectors: np.ndarray | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import IO, Any
 
 from .. import outputs
 from ..backends import backend_for, connect, translated
-from ..fields import as_text, from_epoch
+from ..errors import CorruptValueError
+from ..fields import as_text, iso_or_stored, load_json
 from ..integrity import CheckReport
 from ..models import Checkpoint, Chunk, Document, bound_database
 from . import inputs, writes
@@ -95,10 +97,10 @@ def stats() -> StoreStats:
             "WHERE source NOT IN (SELECT DISTINCT source FROM documents) ORDER BY source"
         ).fetchall()
     sources = [
-        SourceStats(as_text(src), docs, chunks, embedded, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), docs, chunks, embedded, _cursor_or_none(cursor), iso_or_stored(at))
         for src, docs, chunks, embedded, cursor, at in per_source
     ] + [
-        SourceStats(as_text(src), 0, 0, 0, _cursor_or_none(cursor), _iso(at))
+        SourceStats(as_text(src), 0, 0, 0, _cursor_or_none(cursor), iso_or_stored(at))
         for src, cursor, at in orphan_checkpoints
     ]
     return StoreStats(
@@ -117,12 +119,6 @@ def _cursor_or_none(value: Any) -> int | None:
         return Checkpoint.cursor.python_value(value)
     except Exception:
         return None
-
-
-def _iso(epoch: Any) -> str | None:
-    if epoch is None:
-        return None
-    return from_epoch(epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @translated("read")
@@ -150,11 +146,10 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
     count = 0
     columns = [f.column_name for f in Document._meta.sorted_fields]
     with db.atomic():
-        # A BLOB another program stored in a TEXT column reads as text (check reports it).
-        chunk_rows = (tuple(map(as_text, row)) for row in db.execute_sql(*chunks.sql()))
+        chunk_rows = (tuple(map(_as_stored, row)) for row in db.execute_sql(*chunks.sql()))
         pending = next(chunk_rows, None)
         for row in db.execute_sql(*documents.sql()):
-            doc = dict(zip(columns, map(as_text, row)))
+            doc = dict(zip(columns, map(_as_stored, row)))
             doc["metadata"] = _metadata_or_text(doc.pop("metadata_json"))
             own = []
             while pending is not None and pending[0] == doc["id"]:
@@ -166,10 +161,28 @@ def export(fp: IO[str], *, source: str | None = None) -> int:
     return count
 
 
-def _metadata_or_text(text: str) -> Any:
+def _as_stored(value: Any) -> Any:
+    """A stored value as JSON can hold it: what another program stored oddly shows as stored.
+
+    A BLOB in a TEXT column reads as text, and an infinite REAL in an INTEGER column as its
+    text ("inf"), which json.dumps would write as Infinity, not JSON. check reports both.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return as_text(value)
+
+
+def _metadata_or_text(text: Any) -> Any:
+    """The stored metadata as JSON, or as the text stored when it is not strict JSON.
+
+    Another program may store any text: NaN (which would make the line invalid JSON),
+    nesting deeper than Python parses, or no JSON at all. ``check`` reports it.
+    """
+    if not isinstance(text, str):
+        return text
     try:
-        return json.loads(text)
-    except ValueError:
+        return load_json(text, "metadata_json")
+    except CorruptValueError:
         return text
 
 

@@ -32,7 +32,7 @@ from peewee import chunked, fn
 from ..backends import backend_for, translated
 from ..chunking import DEFAULT_MAX_TOKENS, chunk_text
 from ..embedders import Embedder, default_embedder, embedder_for_model
-from ..errors import EmbedderUnavailableError, ValidationError
+from ..errors import CorruptValueError, EmbedderUnavailableError, ValidationError
 from ..hashing import dedup_hash
 from ..models import Document, Embedding, bound_database
 from ..store import get_checkpoint, ingest_many, inputs, set_checkpoint, writes
@@ -454,8 +454,16 @@ def _prune(report: SyncReport, ids: list[str]) -> None:
 
 
 def _update_checkpoint(source: str, newest: int) -> int | None:
-    """Move the source's cursor up to the newest updated_at synced, as ctx does; only if it moves."""
-    previous = get_checkpoint(source)
+    """Move the source's cursor up to the newest updated_at synced, as ctx does; only if it moves.
+
+    A stored cursor that is not an integer counts as no checkpoint, as ctx reads it (the
+    files were compared by their stat anyway), and is replaced.
+    """
+    try:
+        previous = get_checkpoint(source)
+    except CorruptValueError as exc:
+        log.warning("%s; read as no checkpoint, as ctx does", exc)
+        previous = None
     if not newest:
         return previous
     cursor = max(previous or 0, newest)

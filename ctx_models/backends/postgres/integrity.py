@@ -8,7 +8,6 @@ sizes, staleness and what the contract stores as text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,18 +53,17 @@ _CHECKS = (
             )
         ),
         False,
-        "ingest these documents again (or set_checkpoint) with epoch seconds",
+        "ingest these documents again (an odd created_at or updated_at is then written anew); "
+        "set_checkpoint for a checkpoint; clear_embeddings(model), then embed, for an embedding",
+    ),
+    Check(
+        "bad_dims",
+        "embeddings whose dims is not a positive integer (the size the ctx tool was configured with)",
+        "SELECT chunk_id FROM embeddings WHERE dims < 1",
+        False,
+        "clear_embeddings(model), then embed (vectors are read by their length meanwhile)",
     ),
 )
-
-_BAD_METADATA = Check(
-    "bad_metadata",
-    "documents whose metadata_json is not a JSON object (read as {}, kept as stored)",
-    "",
-    False,
-    "ingest these documents again with metadata to replace the text",
-)
-
 
 class PostgresIntegrity:
     """The PostgreSQL side of :func:`ctx_models.integrity.check`."""
@@ -84,17 +82,8 @@ class PostgresIntegrity:
         return schema_problems(self.db)
 
     def extra_findings(self) -> dict[str, tuple[Check, list[str]]]:
-        """metadata_json that is not a JSON object, judged by Python's strict JSON."""
-        bad = []
-        for doc_id, text in self.db.execute_sql("SELECT id, metadata_json FROM documents"):
-            try:
-                parsed = json.loads(text, parse_constant=_refuse)
-            except (ValueError, TypeError):
-                bad.append(doc_id)
-                continue
-            if not isinstance(parsed, dict):
-                bad.append(doc_id)
-        return {"bad_metadata": (_BAD_METADATA, bad)} if bad else {}
+        """None here: metadata is judged by :func:`ctx_models.integrity.bad_metadata`, as on SQLite."""
+        return {}
 
     def keyword_index_problems(self) -> list[str]:
         return []  # the tsvector is generated from the text: it cannot disagree with it
@@ -116,7 +105,3 @@ class PostgresIntegrity:
             "FROM chunks WHERE id NOT IN (SELECT chunk_id FROM chunks_fts WHERE chunk_id IS NOT NULL)",
             (),
         )
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(name)

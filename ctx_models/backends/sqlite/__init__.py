@@ -29,6 +29,7 @@ from ..base import Backend, Candidate, ChunkRow, KeywordAnswer, VectorAnswer
 from . import fts, keyword
 from .connection import change_stamp, connect, sqlite_error_name, translate_errors
 from .state import ConnectionState, state_for
+from .vectors import USABLE_VECTOR
 
 if TYPE_CHECKING:
     from .integrity import SQLiteIntegrity
@@ -206,8 +207,9 @@ class SQLiteBackend(Backend):
 
     def vector_size(self, model: str) -> int | None:
         row = self.db.execute_sql(
-            "SELECT length(v.embedding) FROM embeddings AS e "
-            "JOIN chunk_vectors AS v ON v.chunk_id = e.chunk_id WHERE e.model = ? LIMIT 1",
+            "SELECT length(embedding) FROM embeddings AS e "
+            "JOIN chunk_vectors AS v ON v.chunk_id = e.chunk_id "
+            f"WHERE e.model = ? AND {USABLE_VECTOR} LIMIT 1",
             (model,),
         ).fetchone()
         return None if row is None or not row[0] else int(row[0]) // 4

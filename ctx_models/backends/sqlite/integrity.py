@@ -69,15 +69,15 @@ _CHECKS = (
             )
         ),
         False,
-        "ingest these documents again (or set_checkpoint) with epoch seconds",
+        "ingest these documents again (an odd created_at or updated_at is then written anew); "
+        "set_checkpoint for a checkpoint; clear_embeddings(model), then embed, for an embedding",
     ),
     Check(
-        "bad_metadata",
-        "documents whose metadata_json is not a JSON object (read as {}, kept as stored)",
-        "SELECT id FROM documents WHERE NOT json_valid(metadata_json) "
-        "OR json_type(metadata_json) != 'object'",
+        "bad_dims",
+        "embeddings whose dims is not a positive integer (the size the ctx tool was configured with)",
+        "SELECT chunk_id FROM embeddings WHERE typeof(dims) != 'integer' OR dims < 1",
         False,
-        "ingest these documents again with metadata to replace the text",
+        "clear_embeddings(model), then embed (vectors are read by their length meanwhile)",
     ),
 )
 

@@ -48,10 +48,17 @@ log = logging.getLogger(__name__)
 # above the matrix with 1,000-row slices and a 2 MB cache, 2.7 MB with 250 rows
 # and 256 KB, and building 100,000 vectors took as long with slices of 200 or
 # 1,000 rows (190-210 ms).
-_VECTOR_ROWS_SQL = "SELECT rowid, embedding FROM chunk_vectors ORDER BY rowid"
-_VECTOR_COUNT_SQL = "SELECT count(*) FROM chunk_vectors"
+# Only whole float32 BLOBs are vectors. Another program may store anything in the column
+# (text, a number, 5 bytes): such rows are left out of search with a warning, not allowed to
+# fail it; `ctx-models check` reports them and `--repair` deletes them.
+USABLE_VECTOR = (
+    "typeof(embedding) = 'blob' AND length(embedding) > 0 AND length(embedding) % 4 = 0"
+)
+_VECTOR_ROWS_SQL = f"SELECT rowid, embedding FROM chunk_vectors WHERE {USABLE_VECTOR} ORDER BY rowid"
+_VECTOR_COUNT_SQL = f"SELECT count(*), count(CASE WHEN {USABLE_VECTOR} THEN 1 END) FROM chunk_vectors"
 _LENGTHS_FROM_SQL = (
-    "SELECT length(embedding), count(*) FROM chunk_vectors WHERE rowid >= ? GROUP BY 1"
+    "SELECT length(embedding), count(*) FROM chunk_vectors "
+    f"WHERE rowid >= ? AND {USABLE_VECTOR} GROUP BY 1"
 )
 _SLICE_ROWS = 250
 _SCAN_CACHE_KIB = 256
@@ -148,35 +155,46 @@ class _GroupBuilder:
                 f"vector BLOB(s) of {self.length} bytes, not a positive multiple of 4; "
                 "run `ctx-models check --repair`"
             )
-        if self.matrix is None or self.filled + len(blobs) > len(self.matrix):
-            needed = self.filled + len(blobs)
+        part = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+        norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+        if not np.isfinite(norms).all():
+            norms, kept = self._exact_norms(part, norms)
+            if kept is not None:
+                part, norms, positions = part[kept], norms[kept], positions[kept]
+        if self.matrix is None or self.filled + len(part) > len(self.matrix):
+            needed = self.filled + len(part)
             # The room counted for this length; twice what is needed only if the count was short.
             rows = self.capacity if self.capacity >= needed else max(self.capacity, 2 * needed)
             grown = _new_matrix(rows, self.length // 4)
             if self.matrix is not None:
                 grown[: self.filled] = self.matrix[: self.filled]
             self.matrix = grown
-        part = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
-        norms = np.sqrt(np.einsum("ij,ij->i", part, part))
-        if not np.isfinite(norms).all():
-            norms = self._exact_norms(part, norms)
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms >= _EPSILON32)
-        np.multiply(part, scale[:, None], out=self.matrix[self.filled : self.filled + len(blobs)])
-        self.filled += len(blobs)
+        np.multiply(part, scale[:, None], out=self.matrix[self.filled : self.filled + len(part)])
+        self.filled += len(part)
         self.positions.append(positions)
 
     @staticmethod
-    def _exact_norms(part: np.ndarray, norms: np.ndarray) -> np.ndarray:
-        """Norms where float32 overflowed, in float64; NaN or infinity in a vector is corruption."""
+    def _exact_norms(part: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Norms where float32 overflowed, in float64; and which rows to keep, if not all.
+
+        A vector holding NaN or infinity (another program's: our writers refuse them) is
+        left out of search with a warning rather than failing it; `ctx-models check
+        --repair` deletes it.
+        """
         bad = ~np.isfinite(norms)
-        if not np.isfinite(part[bad]).all():
-            raise CorruptValueError(
-                "chunk_vectors holds a vector with NaN or infinite values; "
-                "run `ctx-models check --repair`"
-            )
         norms = norms.astype(np.float64)
-        norms[bad] = np.linalg.norm(part[bad].astype(np.float64), axis=1)
-        return norms
+        with np.errstate(invalid="ignore", over="ignore"):
+            norms[bad] = np.linalg.norm(part[bad].astype(np.float64), axis=1)
+        broken = ~np.isfinite(norms)
+        if not broken.any():
+            return norms, None
+        log.warning(
+            "%d stored vector(s) hold NaN or infinite values and are left out of search; "
+            "run `ctx-models check --repair`",
+            int(broken.sum()),
+        )
+        return norms, ~broken
 
     def finish(self, rowids: np.ndarray) -> _Group:
         assert self.matrix is not None
@@ -467,7 +485,14 @@ def _read_groups(conn: sqlite3.Connection) -> dict[int, _Group]:
     lengths) and every matrix is resized to what it will hold, so one odd vector
     never reserves a matrix of its size for every row.
     """
-    count = conn.execute(_VECTOR_COUNT_SQL).fetchone()[0]
+    stored, count = conn.execute(_VECTOR_COUNT_SQL).fetchone()
+    if stored != count:
+        log.warning(
+            "%d of %d stored vectors are not whole float32 BLOBs and are left out of search; "
+            "run `ctx-models check --repair`",
+            stored - count,
+            stored,
+        )
     rowids = np.empty(count, dtype=np.int64)
     cursor = conn.execute(_VECTOR_ROWS_SQL)
     builders: dict[int, _GroupBuilder] = {}
@@ -499,11 +524,6 @@ def _read_groups(conn: sqlite3.Connection) -> dict[int, _Group]:
             raise RuntimeError(f"more than the {count} vectors counted")
         rowids[position : position + len(rows)] = [rowid for rowid, _ in rows]
         blobs = [blob for _, blob in rows]
-        if set(map(type, blobs)) != {bytes}:
-            raise CorruptValueError(
-                "chunk_vectors holds an embedding that is not a BLOB; "
-                "run `ctx-models check --repair`"
-            )
         sizes = set(map(len, blobs))
         first_rowid = rows[0][0]
         if coming is None and len(sizes | builders.keys()) > 1:
