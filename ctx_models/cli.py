@@ -219,8 +219,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {what} without --yes (stdin is not a terminal)")
-        answer = input(f"Delete {what} with their chunks, FTS rows and vectors? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
+        if not _confirm(f"Delete {what} with their chunks, FTS rows and vectors?"):
             print("nothing deleted")
             return EXIT_OK
     if args.source is not None:
@@ -277,6 +276,16 @@ def _use_model_path(args: argparse.Namespace) -> None:
         register_embedder(name, functools.partial(_embedder_from_path, name, path))
 
 
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; only y or yes goes ahead. End of input (Ctrl-D) is a no."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        print()  # the answer line the user never ended
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     _database(args)
     embedder = _chosen_embedder(args)
@@ -286,7 +295,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         question = f"Re-embedding with {embedder.model} replaces existing embeddings ({what})."
         if not sys.stdin.isatty():
             raise UsageError(f"{question} Pass --yes to go ahead (stdin is not a terminal)")
-        if input(f"{question} Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
+        if not _confirm(f"{question} Go ahead?"):
             print("nothing embedded")
             return EXIT_OK
     count = store.embed_pending(

@@ -110,3 +110,20 @@ def test_an_empty_result_says_why(db, db_path: Path, run_cli) -> None:
     code, out, err = run_cli("search", "failover", "--db", str(db_path))
     assert code == 0 and "postgres failover notes" in out
     assert "no chunk has an embedding yet" in err  # hybrid answers with keywords, and says why
+
+
+def test_end_of_input_at_a_confirmation_is_a_no(seeded: Path, run_cli, monkeypatch) -> None:
+    # Ctrl-D at "[y/N]" ended in "unexpected EOFError"; it answers no, as Enter does.
+    def ctrl_d(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    before = store.stats()
+    code, out, err = run_cli("embed", "--dims", "32", "--replace", "--db", str(seeded))
+    assert (code, out.strip(), err) == (0, "nothing embedded", ""), err
+    source = before.sources[0].source
+    code, out, err = run_cli("delete", "--source", source, "--db", str(seeded))
+    assert (code, out.strip(), err) == (0, "nothing deleted", ""), err
+    after = store.stats()
+    assert (after.documents, after.models) == (before.documents, before.models)
