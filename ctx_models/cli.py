@@ -357,6 +357,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-size must be a positive number of MB, got {args.max_size}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.no_embed and args.model_path is not None:
+        raise UsageError("--model-path names a model to embed with; --no-embed writes no vectors")
     # The folder's name as given (a link keeps its own name), as sync_folder takes it.
     names = [
         args.name or os.path.basename(os.path.abspath(os.path.expanduser(path)))
@@ -381,7 +383,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"created {display(where)} (schema version {migration.version})")
     embedder = None
     if not args.no_embed and not args.dry_run:
-        explicit = args.model is not None or args.dims is not None
+        explicit = args.model is not None or args.dims is not None or args.model_path is not None
         embedder = _chosen_embedder(args) if explicit else store_embedder()
     for path, name in zip(args.paths, names, strict=True):
         report = sync_folder(
@@ -885,13 +887,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="NAME",
         help="embedding model (default: the model of the store's vectors; in a store without "
-        "vectors, wordllama-l2-supercat-256 when ctx-models[semantic] is installed, else "
-        "hashing-v1-384)",
+        "vectors, all-minilm-l6-v2 when its files are on this machine, else "
+        "wordllama-l2-supercat-256 when ctx-models[semantic] is installed, else hashing-v1-384)",
     )
     choice.add_argument(
         "--dims", type=int, metavar="N", help="embed with the hashing embedder of N dimensions"
     )
     choice.add_argument("--no-embed", action="store_true", help="write chunks without vectors")
+    _model_path_option(p)
     p.add_argument(
         "--prune", action="store_true", help="delete the documents of files that are gone"
     )

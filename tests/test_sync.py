@@ -828,3 +828,20 @@ def test_postgres_advisory_lock_refuses_a_second_sync(db: Any, raw: Any, tmp_pat
         sync(root)
     raw.execute(f"SELECT pg_advisory_unlock({key})")
     assert sync(root).created == 4
+
+
+def test_sync_takes_model_path_as_embed_seed_and_search_do(tmp_path: Path, run_cli) -> None:
+    # sync's own error advised --model-path, which sync did not take.
+    from tiny_models import make_model_dir
+
+    model, _ = make_model_dir(tmp_path / "all-minilm-l6-v2", dims=384)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nPromote the standby.")
+    db_path = tmp_path / "ctx.sqlite"
+    code, _, err = run_cli("sync", str(docs), "--no-embed", "--model-path", str(model), "--db", str(db_path))
+    assert code == 1 and "--no-embed writes no vectors" in err and not db_path.exists(), err
+    code, out, err = run_cli("sync", str(docs), "--model-path", str(model), "--db", str(db_path))
+    assert code == 0, err
+    assert ctx_models.store.stats().models == {"all-minilm-l6-v2": 1}
+    ctx_models.bound_database().close()
