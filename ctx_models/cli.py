@@ -317,13 +317,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     from .demo.seed import seed
 
+    # Every option is checked, and the embedder loaded, before a database is created.
+    if args.docs < 0:
+        raise UsageError(f"--docs must be 0 or a positive integer, got {args.docs}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    embedder = _chosen_embedder(args)
     where = _where(args)
     path = display(where)
     db = connect(where, **_options(args))
     migration = run_migrations(db)
     if migration.created:
         print(f"created {path} (schema version {migration.version})")
-    embedder = _chosen_embedder(args)
     report = seed(
         docs=args.docs,
         embedder=embedder,

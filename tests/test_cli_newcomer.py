@@ -127,3 +127,19 @@ def test_end_of_input_at_a_confirmation_is_a_no(seeded: Path, run_cli, monkeypat
     assert (code, out.strip(), err) == (0, "nothing deleted", ""), err
     after = store.stats()
     assert (after.documents, after.models) == (before.documents, before.models)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--docs", "-1"), "--docs must be 0 or a positive integer"),
+        (("--dims", "0"), "--dims must be from 1"),
+        (("--batch-size", "0"), "--batch-size must be a positive integer"),
+        (("--model", "no-such-model"), "no-such-model"),
+    ],
+)
+def test_seed_with_a_bad_option_creates_no_database(tmp_path: Path, run_cli, options, message) -> None:
+    db_path = tmp_path / "new.sqlite"
+    code, out, err = run_cli("seed", *options, "--db", str(db_path))
+    assert code != 0 and out == "" and message in err and err.count("\n") == 1, (out, err)
+    assert not db_path.exists()
