@@ -18,6 +18,7 @@ import os
 import queue
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -500,12 +501,28 @@ def test_http_server_stops_cleanly_on_sigterm(corpus: Path) -> None:
     assert code == 0 and out == "" and "stopped" in log and "Traceback" not in log
 
 
+def _damaged_store(path: Path) -> None:
+    """A store with garbage over the chunks table's root page (past its header)."""
+    make_store(path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'chunks'").fetchone()
+    finally:
+        conn.close()
+    with path.open("r+b") as fh:
+        fh.seek((root - 1) * page_size + 8)
+        fh.write(b"\xa5" * (page_size // 2))
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda p: None, "no database at"),
         (lambda p: p.write_bytes(b"this is not a database" * 10), "is not a SQLite database"),
         (lambda p: ctx_models.connect(p).close(), "lacks the ctx schema"),
+        (lambda p: _damaged_store(p), "is damaged"),  # the schema reads; a table's page does not
     ],
 )
 def test_a_missing_or_damaged_database_is_one_error_at_start(

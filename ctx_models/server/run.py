@@ -36,20 +36,33 @@ DEFAULT_PORT = 7331
 
 
 def open_store(where: Path | str) -> Any:
-    """Open the database read-only and check it holds the ctx schema; the peewee database."""
+    """Open the database read-only, check it holds the ctx schema and is sound; the peewee database.
+
+    The structure check (SQLite's ``quick_check``) reads the whole file once: a
+    damaged page would otherwise surface later as odd errors from the tools an
+    agent calls, not as one error at start.
+    """
     db = connect(where, readonly=True, create=False)
     backend = backend_for(db)
-    with backend.errors("read"):
-        missing = [t for t in CONTRACT_TABLES if t not in backend.table_names()]
-        if not missing:
+    shown = display(where)
+    try:
+        with backend.errors("read"):
+            missing = [t for t in CONTRACT_TABLES if t not in backend.table_names()]
+            if missing:
+                raise DatabaseError(
+                    f"{shown} lacks the ctx schema (missing {', '.join(missing)}); "
+                    f"run `ctx-models init --db {shown}`"
+                )
             db.execute_sql("SELECT count(*) FROM documents").fetchone()
-    if missing:
+            report = backend.integrity().quick_check()
+        if report != ["ok"]:
+            raise DatabaseError(
+                f"{shown} is damaged ({report[0][:200]}); run `ctx-models check --db {shown}` "
+                "for SQLite's whole report, and restore it from a backup"
+            )
+    except BaseException:
         db.close()
-        shown = display(where)
-        raise DatabaseError(
-            f"{shown} lacks the ctx schema (missing {', '.join(missing)}); "
-            f"run `ctx-models init --db {shown}`"
-        )
+        raise
     return db
 
 
