@@ -363,6 +363,20 @@ def test_backup_refuses_a_journal_beside_dest_and_deletes_nothing(
     assert dest.read_bytes() == b"an old backup" and journal.read_bytes() == b"its journal"
 
 
+def test_a_journal_with_no_database_beside_it_gets_advice_that_works(
+    small_store: Path, tmp_path: Path, run_cli
+) -> None:
+    # The advice was to open and close DEST with `check`, which says there is no database.
+    run_cli = _closing(run_cli)
+    dest = tmp_path / "backup.sqlite"
+    journal = Path(f"{dest}-wal")
+    journal.write_bytes(b"left over")
+    err = _one_line_error(*run_cli("backup", str(dest), "--db", str(small_store)))
+    assert f"{journal} exists beside {dest}, which is not there" in err and "Remove it" in err
+    assert "ctx-models check" not in err and not dest.exists()
+    assert journal.read_bytes() == b"left over"
+
+
 def test_backup_leaves_the_files_of_others_named_like_its_temporary_ones(
     small_store: Path, tmp_path: Path, run_cli
 ) -> None:

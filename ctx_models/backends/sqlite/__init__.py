@@ -244,12 +244,20 @@ class SQLiteBackend(Backend):
         if not in_memory:
             outputs.refuse_database_files(target, source, "backup")
         beside = [p for p in (Path(f"{target}-wal"), Path(f"{target}-journal")) if p.exists()]
+        if beside and not target.exists():
+            # No database to open and close: the journal belongs to nothing here.
+            raise ValidationError(
+                f"{' and '.join(map(str, beside))} "
+                f"{'exists' if len(beside) == 1 else 'exist'} beside {target}, which is not "
+                "there: it is left from a database that was moved or deleted. Remove it, or "
+                "back up to another file"
+            )
         if beside:
             raise ValidationError(
-                f"{' and '.join(map(str, beside))} exist beside {target}: a program may have it "
-                "open, or it was not closed cleanly, and SQLite would replay them into the "
-                "backup. Close that program, or open and close the file once "
-                f"(ctx-models check --db {target}), or back up to another file"
+                f"{' and '.join(map(str, beside))} {'exists' if len(beside) == 1 else 'exist'} "
+                f"beside {target}: a program may have it open, or it was not closed cleanly, and "
+                "SQLite would replay it into the backup. Close that program, or open and close "
+                f"the file once (ctx-models check --db {target}), or back up to another file"
             )
         outputs.remove_abandoned(target, "backup")
         mode = outputs.new_file_mode() if in_memory else outputs.file_mode(source)
