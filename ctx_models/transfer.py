@@ -21,6 +21,7 @@ rows are made from the chunks on the way in, as every write does.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,11 @@ def copy_store(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
     source_backend, dest_backend = backend_for(source), backend_for(dest)
+    if _same_file(source, dest):
+        raise ValidationError(
+            f"{source.database} is both the source and the destination of the copy; "
+            "name another destination"
+        )
     report = CopyReport()
     with dest_backend.errors("copy to"):
         run_migrations(dest)
@@ -196,3 +202,14 @@ def _make_room(dest: Database, documents: Sequence[tuple[Any, ...]]) -> int:
         if doc_id in ids or (source, source_id) in keys
     ]
     return writes.delete_documents(dest, clashing) if clashing else 0
+
+
+def _same_file(source: Database, dest: Database) -> bool:
+    """Whether two SQLite databases are one file (by any name or link): a copy onto itself."""
+    names = (str(source.database), str(dest.database))
+    if backend_for(source).name != "sqlite" or backend_for(dest).name != "sqlite" or ":memory:" in names:
+        return False
+    try:
+        return os.path.samefile(*names)
+    except OSError:  # one of them is not there yet
+        return False

@@ -754,3 +754,17 @@ def test_copy_run_in_process_closes_both_databases(small_store: Path, tmp_path: 
             gc.enable()
     assert code == 0, err
     assert not {p for p in held if p.startswith((str(small_store), str(dest)))}, held
+
+
+@pytest.mark.parametrize("by", ["name", "link"])
+def test_copy_refuses_a_store_onto_itself(small_store: Path, tmp_path: Path, run_cli, by: str) -> None:
+    # `copy A A --merge` replaced every document with itself and called it a copy.
+    run_cli = _closing(run_cli)
+    dest = small_store
+    if by == "link":
+        dest = tmp_path / "link.sqlite"
+        dest.symlink_to(small_store)
+    before = small_store.read_bytes()
+    err = _one_line_error(*run_cli("copy", str(small_store), str(dest), "--merge"))
+    assert "is both the source and the destination" in err
+    assert small_store.read_bytes() == before
