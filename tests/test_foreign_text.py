@@ -61,12 +61,11 @@ KINDS = {
 }
 
 
-@pytest.fixture
-def damaged(tmp_path: Path, request: pytest.FixtureRequest):
-    """A store of two documents (one targeted), then one value rewritten by another program."""
-    table, key, column = request.param[0]
-    kind = request.param[1]
-    path = tmp_path / "ctx.sqlite"
+def two_documents(path: Path) -> str:
+    """A new store at ``path``: a targeted document and a clean one, embedded, and a checkpoint.
+
+    Returns the targeted document's id; the store is closed, for another program to rewrite.
+    """
     db = ctx_models.connect(path)
     ctx_models.run_migrations(db)
     target = store.ingest(
@@ -78,9 +77,19 @@ def damaged(tmp_path: Path, request: pytest.FixtureRequest):
                  embedder=EMBEDDER)
     store.set_checkpoint("notes", 12)
     db.close()
+    return target.document_id
+
+
+@pytest.fixture
+def damaged(tmp_path: Path, request: pytest.FixtureRequest):
+    """A store of two documents (one targeted), then one value rewritten by another program."""
+    table, key, column = request.param[0]
+    kind = request.param[1]
+    path = tmp_path / "ctx.sqlite"
+    target_id = two_documents(path)
     conn = sqlite3.connect(path, isolation_level=None)
-    chunk_ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE document_id = ?", (target.document_id,))]
-    key_value = {"documents": target.document_id, "checkpoints": "notes"}.get(table, chunk_ids[0])
+    chunk_ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE document_id = ?", (target_id,))]
+    key_value = {"documents": target_id, "checkpoints": "notes"}.get(table, chunk_ids[0])
     (current,) = conn.execute(f"SELECT {column} FROM {table} WHERE {key} = ?", (key_value,)).fetchone()
     expression, value = KINDS[kind](str(current))
     conn.execute("PRAGMA foreign_keys = OFF")
@@ -98,7 +107,7 @@ def damaged(tmp_path: Path, request: pytest.FixtureRequest):
             )
     conn.close()
     db = ctx_models.connect(path)
-    yield db, target.document_id, (table, column, kind)
+    yield db, target_id, (table, column, kind)
     db.close()
 
 

@@ -27,16 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_foreign_text import BASE, EMBEDDER, two_documents
 
 import ctx_models
 from ctx_models import integrity, search, store
-from ctx_models.embedders import HashingEmbedder
 from ctx_models.errors import CorruptValueError, EmbedderUnavailableError
 from ctx_models.fields import MAX_EPOCH, from_epoch, iso_or_stored
 from ctx_models.server import tools
-
-EMBEDDER = HashingEmbedder(16)
-BASE = 1_767_225_600
 
 
 @dataclass(frozen=True)
@@ -183,25 +180,15 @@ def odd(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     """Two documents embedded and a checkpoint; then the case's odd value stored by sqlite3."""
     case: Odd = request.param
     path = tmp_path / "ctx.sqlite"
-    db = ctx_models.connect(path)
-    ctx_models.run_migrations(db)
-    target = store.ingest(
-        "notes", "target", "Kestrel hovering over the field.\n\nSecond paragraph about kestrels.",
-        title="Kestrel", author="Ann", source_url="https://example.com/k", updated_at=BASE,
-        metadata={"team": "birds"}, raw_json={"raw": 1}, embedder=EMBEDDER,
-    )
-    store.ingest("other", "plain", "A kestrel note that stays clean.", title="Plain", updated_at=BASE,
-                 embedder=EMBEDDER)
-    store.set_checkpoint("notes", 12)
-    db.close()
+    target_id = two_documents(path)
     conn = sqlite3.connect(path, isolation_level=None)
     (chunk,) = conn.execute(
-        "SELECT id FROM chunks WHERE document_id = ? AND chunk_index = 0", (target.document_id,)
+        "SELECT id FROM chunks WHERE document_id = ? AND chunk_index = 0", (target_id,)
     ).fetchone()
-    conn.execute(case.sql, {"doc": target.document_id, "chunk": chunk})
+    conn.execute(case.sql, {"doc": target_id, "chunk": chunk})
     conn.close()
     db = ctx_models.connect(path)
-    yield db, target.document_id, case
+    yield db, target_id, case
     db.close()
 
 
